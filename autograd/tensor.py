@@ -1,0 +1,276 @@
+"""Tensors, the graph they build, and backpropagation over it.
+
+Read this file first. A ``Tensor`` wraps an array (``.data``, NumPy or CuPy). Applying a
+``Function`` to tensors runs its ``forward`` on the arrays and, when some input requires a
+gradient, records the function as the output's ``creator``: the program's own run defines the
+graph (define-by-run). ``y.backward()`` then walks that graph from ``y`` back to the leaves.
+
+Backpropagation in one paragraph. Let L be a scalar. Write ``gy`` for dL/dy, the gradient of L
+with respect to an array y, always of y's shape. A function y = f(x1, ..., xk) knows only its local
+derivatives; its ``backward(gy)`` returns ``gx_i = dL/dx_i = (dy/dx_i)^T gy`` for each input (the
+chain rule, written per op in each op's docstring). Starting from ``gy = 1`` at L, we call every
+function's backward once, in an order where a function comes only after every function that used
+its output: its ``gy`` is then complete. When a tensor feeds several functions its gradient is the
+sum of their contributions (``+``, never ``=``). The order used here: each function has a
+*generation*, one more than the largest generation of its inputs' creators; a max-heap on
+generation pops the deepest function first. The walk is a loop, not a recursion, so a graph
+thousands of ops deep is fine.
+
+Gradients are kept only where they are asked for. A tensor made by the user (a *leaf*) gets
+``.grad`` when it has ``requires_grad=True``; a function records a graph only when some input
+requires a gradient, and it tells its backward which inputs do (``self.needs_grad``), so a frozen
+weight costs no weight-gradient work at all. Intermediate tensors' gradients are dropped as soon as
+they have been used. Second-order gradients (backward of backward) are not a goal of this engine.
+
+dtypes: float32 and float64 arrays are kept as they are; bool, integer and float16 data are cast
+to float32 (float16 has too little precision for gradients); complex data is refused.
+"""
+import heapq
+
+import numpy as np
+
+from .backend import get_array_module, is_cupy_array, to_cpu, to_gpu
+
+
+def as_float_array(data):
+    """The array for a Tensor: float32/float64 kept, bool/int/float16 cast to float32.
+
+    Python scalars and lists become NumPy arrays; CuPy arrays stay on the GPU.
+    """
+    a = data if is_cupy_array(data) else np.asarray(data)
+    if a.dtype in (np.float32, np.float64):
+        return a
+    if a.dtype.kind in "biuf":
+        return a.astype(np.float32)
+    raise TypeError(f"Tensor data must be real numbers; got an array of dtype {a.dtype}")
+
+
+class Tensor:
+    """An array (``.data``, NumPy or CuPy) with an optional gradient (``.grad``, same shape)."""
+
+    __array_priority__ = 1000  # ndarray + Tensor calls Tensor.__radd__ rather than NumPy's add
+
+    def __init__(self, data, *, requires_grad=False, name=None):
+        if isinstance(data, Tensor):
+            data = data.data
+        self.data = as_float_array(data)
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self.name = name
+        self.creator = None     # the Function whose output this is; None for a leaf
+        self.generation = 0     # 0 for leaves, creator's generation + 1 otherwise
+
+    # -- array-like properties ------------------------------------------------------------
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def size(self):
+        return self.data.size
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        device = "gpu" if is_cupy_array(self.data) else "cpu"
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor(shape={self.shape}, dtype={self.dtype}, device={device}{grad})"
+
+    def numpy(self):
+        """The data as a NumPy array (copied from the GPU if needed)."""
+        return to_cpu(self.data)
+
+    def item(self):
+        """The value of a one-element tensor as a Python float."""
+        if self.size != 1:
+            raise ValueError(f"item() needs a tensor with one element; this one has shape {self.shape}")
+        return float(self.numpy().reshape(-1)[0])
+
+    # -- devices --------------------------------------------------------------------------
+    def to_gpu(self):
+        """A new leaf tensor with the data on the GPU (same requires_grad)."""
+        return Tensor(to_gpu(self.data), requires_grad=self.requires_grad, name=self.name)
+
+    def to_cpu(self):
+        """A new leaf tensor with the data on the CPU (same requires_grad)."""
+        return Tensor(to_cpu(self.data), requires_grad=self.requires_grad, name=self.name)
+
+    # -- backpropagation ------------------------------------------------------------------
+    def zero_grad(self):
+        """Forget the accumulated gradient."""
+        self.grad = None
+
+    def backward(self, gy=None):
+        """Accumulate dL/dleaf into ``.grad`` of every leaf that requires it.
+
+        ``gy`` is dL/dself, of self's shape; it may be omitted only when self has one element
+        (then L = self and gy = 1).
+        """
+        if not self.requires_grad:
+            raise ValueError("backward() was called on a tensor that does not require a gradient "
+                             "(no input of the ops that made it has requires_grad=True)")
+        gy = self._initial_gradient(gy)
+        if self.creator is None:
+            _accumulate(self, gy)
+            return
+        pending = {self.creator: gy}             # function -> dL/d(its output), summed so far
+        heap = [(-self.generation, id(self.creator), self.creator)]
+        while heap:
+            _, _, f = heapq.heappop(heap)
+            gxs = f.backward(pending.pop(f))
+            for x, gx in zip(f.inputs, gxs):
+                if gx is None or not x.requires_grad:
+                    continue
+                if x.creator is None:
+                    _accumulate(x, gx)
+                elif x.creator in pending:
+                    pending[x.creator] = pending[x.creator] + gx
+                else:
+                    pending[x.creator] = gx
+                    heapq.heappush(heap, (-x.generation, id(x.creator), x.creator))
+
+    def _initial_gradient(self, gy):
+        xp = get_array_module(self.data)
+        if gy is None:
+            if self.size != 1:
+                raise ValueError(f"backward() on a tensor of shape {self.shape} needs gy, the "
+                                 "gradient of the loss with respect to it (only a one-element "
+                                 "tensor may omit it)")
+            return xp.ones_like(self.data)
+        gy = gy.data if isinstance(gy, Tensor) else gy
+        gy = xp.asarray(gy, dtype=self.dtype)
+        if gy.shape != self.shape:
+            raise ValueError(f"backward(): gy has shape {gy.shape} but the tensor has shape "
+                             f"{self.shape}; they must match")
+        return gy
+
+    # -- operators (the ops themselves live in arith.py) ----------------------------------
+    def __add__(self, other):
+        from .arith import add
+        return add(self, other)
+
+    def __radd__(self, other):
+        from .arith import add
+        return add(other, self)
+
+    def __sub__(self, other):
+        from .arith import sub
+        return sub(self, other)
+
+    def __rsub__(self, other):
+        from .arith import sub
+        return sub(other, self)
+
+    def __mul__(self, other):
+        from .arith import mul
+        return mul(self, other)
+
+    def __rmul__(self, other):
+        from .arith import mul
+        return mul(other, self)
+
+    def __truediv__(self, other):
+        from .arith import div
+        return div(self, other)
+
+    def __rtruediv__(self, other):
+        from .arith import div
+        return div(other, self)
+
+    def __neg__(self):
+        from .arith import neg
+        return neg(self)
+
+    def __pow__(self, exponent):
+        from .arith import power
+        return power(self, exponent)
+
+    def __matmul__(self, other):
+        from .arith import matmul
+        return matmul(self, other)
+
+    def __rmatmul__(self, other):
+        from .arith import matmul
+        return matmul(other, self)
+
+    def sum(self, axis=None, keepdims=False):
+        from .arith import sum as sum_
+        return sum_(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        from .arith import mean
+        return mean(self, axis=axis, keepdims=keepdims)
+
+    def reshape(self, *shape):
+        from .arith import reshape
+        return reshape(self, shape[0] if len(shape) == 1 else shape)
+
+    def transpose(self, *axes):
+        from .arith import transpose
+        return transpose(self, axes[0] if len(axes) == 1 else (axes or None))
+
+    @property
+    def T(self):
+        return self.transpose()
+
+
+def _accumulate(leaf, gx):
+    """leaf.grad += gx, without ever writing into an array that backward may share."""
+    leaf.grad = gx.copy() if leaf.grad is None else leaf.grad + gx
+
+
+def as_tensor(x, like=None):
+    """x as a Tensor. Numbers become constant tensors with ``like``'s dtype and device."""
+    if isinstance(x, Tensor):
+        return x
+    if like is not None and np.isscalar(x):
+        xp = get_array_module(like.data)
+        return Tensor(xp.asarray(x, dtype=like.dtype))
+    return Tensor(x)
+
+
+class Function:
+    """One op: ``forward`` on arrays, ``backward`` on arrays, and the graph bookkeeping.
+
+    Subclasses implement ``forward(self, *xs) -> y`` and ``backward(self, gy) -> (gx1, ...)``,
+    one entry per input (None where ``self.needs_grad[i]`` is False: skip that work). Forward may
+    keep on ``self`` what backward needs, and only when ``self.recording`` is True. Every
+    function here has exactly one output.
+    """
+
+    def __call__(self, *inputs):
+        first = next((x for x in inputs if isinstance(x, Tensor)), None)
+        xs = [as_tensor(x, like=first) for x in inputs]
+        try:
+            get_array_module(*(x.data for x in xs))
+        except TypeError as exc:
+            raise TypeError(f"{self.name}: {exc} (input shapes {[x.shape for x in xs]})") from None
+        self.needs_grad = tuple(x.requires_grad for x in xs)
+        self.recording = any(self.needs_grad)
+        y = Tensor(self.forward(*(x.data for x in xs)))
+        if self.recording:
+            self.inputs = xs
+            self.generation = max(x.generation for x in xs)
+            y.requires_grad = True
+            y.creator = self
+            y.generation = self.generation + 1
+        return y
+
+    @property
+    def name(self):
+        return type(self).__name__
+
+    def forward(self, *xs):
+        raise NotImplementedError
+
+    def backward(self, gy):
+        raise NotImplementedError
