@@ -7,6 +7,12 @@ Reading order (each file opens with what it teaches):
   1. tensor.py    - Tensor, Function, and backpropagation over the graph with a heap on generation
   2. arith.py     - the simplest ops: + - * / ** sum mean reshape transpose @, and broadcasting
   3. backend.py   - how one code base runs on NumPy and CuPy: the device follows the data
+  4. im2col.py/conv.py - convolution as a matrix product and its two backward passes
+  5. pooling.py    - average and max pooling, looped over the window offsets
+  6. activation.py - relu, which keeps only a boolean mask for its backward
+  7. gram.py       - the Gram matrix G = F F^T of style transfer, backward (gG + gG^T) F
+  8. reductions.py - sum_squared_error and total_variation: one hand-derived node per loss
+  9. gradcheck.py  - finite differences against every backward (python -m miniautograd.gradcheck)
 """
 if __name__ != "miniautograd":
     raise ImportError(
@@ -18,3 +24,9 @@ from .backend import get_array_module, gpu_available, require_gpu, to_cpu, to_gp
 from .tensor import Function, Tensor, as_tensor  # noqa: E402
 from .arith import (add, div, matmul, mean, mul, neg, power, reshape, sub,  # noqa: E402
                     sum, sum_to, transpose)
+from .conv import conv2d  # noqa: E402
+from .pooling import avg_pool2d, max_pool2d  # noqa: E402
+from .activation import relu  # noqa: E402
+from .gram import gram  # noqa: E402
+from .reductions import sum_squared_error, total_variation  # noqa: E402
+from .gradcheck import GradcheckResult, gradcheck  # noqa: E402

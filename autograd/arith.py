@@ -111,10 +111,11 @@ class Power(Function):
     def forward(self, x):
         if self.recording:
             self.x = x
-        return x ** self.p
+        return x ** x.dtype.type(self.p)   # a NumPy float64 exponent must not upcast float32 x
 
     def backward(self, gy):
-        return (gy * self.p * self.x ** (self.p - 1),)
+        p = self.x.dtype.type(self.p)
+        return (gy * p * self.x ** (p - 1),)
 
 
 class Sum(Function):
@@ -183,6 +184,8 @@ class Transpose(Function):
         self.axes = axes
 
     def forward(self, x):
+        if self.axes is not None:   # negative axes made positive, or argsort would not invert them
+            self.axes = tuple(a % x.ndim for a in self.axes)
         return x.transpose(self.axes)
 
     def backward(self, gy):
@@ -202,6 +205,11 @@ class MatMul(Function):
         if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2]:
             raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not fit; need "
                              "(..., n, k) @ (..., k, m) with the same k and at least 2 dimensions")
+        try:
+            np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        except ValueError:
+            raise ValueError(f"matmul: the batch axes of shapes {a.shape} and {b.shape} cannot be "
+                             "broadcast together") from None
         if self.recording:
             self.a, self.b = a, b
         return a @ b

@@ -130,6 +130,9 @@ class Tensor:
             for x, gx in zip(f.inputs, gxs):
                 if gx is None or not x.requires_grad:
                     continue
+                if gx.shape != x.shape:           # a bug in that op's backward: say where
+                    raise ValueError(f"{f.name}.backward returned a gradient of shape {gx.shape} "
+                                     f"for an input of shape {x.shape}")
                 if x.creator is None:
                     _accumulate(x, gx)
                 elif x.creator in pending:
@@ -224,8 +227,11 @@ class Tensor:
 
 
 def _accumulate(leaf, gx):
-    """leaf.grad += gx, without ever writing into an array that backward may share."""
-    leaf.grad = gx.copy() if leaf.grad is None else leaf.grad + gx
+    """leaf.grad += gx, in the leaf's dtype, never writing into an array backward may share."""
+    if leaf.grad is None:
+        leaf.grad = gx.astype(leaf.dtype)         # astype copies; float64 constants never upcast
+    else:
+        leaf.grad = leaf.grad + gx.astype(leaf.dtype, copy=False)
 
 
 def as_tensor(x, like=None):

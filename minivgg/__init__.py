@@ -1,1 +1,3 @@
 """minivgg: VGG-19 and Gatys, Ecker & Bethge's neural style transfer on miniautograd."""
+
+from .vgg import VGG19, load_vgg19  # noqa: E402,F401

@@ -1,0 +1,153 @@
+"""VGG-19 (Simonyan & Zisserman 2015) up to pool5, as style transfer uses it.
+
+    net = load_vgg19()                         # the file if found, else random weights (a notice)
+    feats = net(x, ["relu1_1", "conv4_2"])     # x: (1, 3, H, W) Tensor, RGB 0-255 minus net.mean
+
+The network is 16 3x3 convolutions (pad 1, stride 1), each followed by a ReLU, in five blocks
+(2, 2, 4, 4, 4 convs) closed by a 2x2 stride-2 pool. Layer names are the file's: conv1_1,
+relu1_1, ..., pool5. The classifier (fc6-fc8) is not kept. Pools use the file's pad,
+[0 1 0 1] (top, bottom, left, right) in the current file: Caffe's ceil mode, the same as no pad
+on even sizes. ``pooling="avg"`` replaces max pooling by average pooling, as Gatys et al. do.
+
+The weights are frozen: Tensors with requires_grad=False, so backpropagation computes gradients
+with respect to the image only. The input is in the preprocessed space: RGB in 0..255 minus
+the mean pixel ``net.mean`` (123.68, 116.779, 103.939 for the published file).
+"""
+import sys
+
+import numpy as np
+
+import miniautograd as ag
+
+from .errors import UserError
+from .matfile import VGG19_LAYERS, LayerSpec, load_weights
+
+VGG19_CHANNELS = (64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512, 512, 512, 512)
+IMAGENET_MEAN = (123.68, 116.779, 103.939)
+
+
+class VGG19:
+    """VGG-19 conv1_1 .. pool5 with frozen weights.
+
+    layers: 37 LayerSpecs in order; params: name -> (W (O, C, KH, KW), b (O,)) NumPy float32;
+    mean: RGB mean pixel (3,); pooling: 'avg' or 'max'; source: where the weights came from.
+    """
+
+    def __init__(self, layers, params, mean, *, pooling="avg", source=""):
+        check_pooling(pooling)
+        self.layers = tuple(layers)
+        self.layer_names = [spec.name for spec in self.layers]
+        self.params = {name: (ag.Tensor(W), ag.Tensor(b)) for name, (W, b) in params.items()}
+        self.mean = np.asarray(mean, dtype=np.float32).reshape(3)
+        self.pooling = pooling
+        self.source = source
+
+    def __repr__(self):
+        return f"VGG19(pooling={self.pooling!r}, source={self.source!r})"
+
+    def __call__(self, x, layers):
+        """{name: activation Tensor} for the requested layers, running only as deep as needed."""
+        wanted = self.check_layers(layers)
+        x = x if isinstance(x, ag.Tensor) else ag.Tensor(x)
+        if x.ndim != 4 or x.shape[1] != self.layers[0].kernel[2]:
+            raise ValueError(f"VGG19: the input has shape {x.shape}; expected (N, 3, H, W) in the "
+                             "preprocessed space (RGB 0..255 minus net.mean)")
+        deepest = max(self.layer_names.index(name) for name in wanted)
+        found, h = {}, x
+        for spec in self.layers[:deepest + 1]:
+            h = self.apply(spec, h)
+            if spec.name in wanted:
+                found[spec.name] = h
+        return {name: found[name] for name in wanted}
+
+    def check_layers(self, layers):
+        """The requested names as a list (a single name allowed); UserError for unknown ones."""
+        names = [layers] if isinstance(layers, str) else list(layers)
+        unknown = [name for name in names if name not in self.layer_names]
+        if unknown or not names:
+            shown = ", ".join(map(repr, unknown)) or "(none given)"
+            raise UserError(f"unknown VGG-19 layer {shown}; valid layers are "
+                            f"{', '.join(self.layer_names)}")
+        return names
+
+    def apply(self, spec, h):
+        """One layer: conv (+ bias), relu, or the 2x2 pool with the file's pad and stride."""
+        if spec.kind == "conv":
+            W, b = self.params[spec.name]
+            return ag.conv2d(h, W, b, stride=square(spec.stride), pad=square(spec.pad))
+        if spec.kind == "relu":
+            return ag.relu(h)
+        pool = ag.avg_pool2d if self.pooling == "avg" else ag.max_pool2d
+        return pool(h, square(spec.kernel), stride=square(spec.stride), pad=square(spec.pad))
+
+    def conv_shapes(self):
+        """[(name, (O, C, KH, KW))] of the 16 convolutions, in order."""
+        return [(s.name, tuple(self.params[s.name][0].shape)) for s in self.layers
+                if s.kind == "conv"]
+
+    def to_gpu(self):
+        """Move every weight to the GPU (raises with a sentence if there is none); returns self."""
+        self.params = {n: (W.to_gpu(), b.to_gpu()) for n, (W, b) in self.params.items()}
+        return self
+
+    def to_cpu(self):
+        """Move every weight back to the CPU; returns self."""
+        self.params = {n: (W.to_cpu(), b.to_cpu()) for n, (W, b) in self.params.items()}
+        return self
+
+
+def check_pooling(pooling):
+    if pooling not in ("avg", "max"):
+        raise UserError(f"pooling must be 'avg' or 'max', not {pooling!r}")
+
+
+def square(values):
+    """(a, a) -> a and (a, a, a, a) -> a, so the engine takes its simplest path; else unchanged."""
+    return values[0] if len(set(values)) == 1 else tuple(values)
+
+
+def random_vgg19(*, pooling="avg", seed=0, channels=VGG19_CHANNELS):
+    """VGG-19 with seeded He-normal filters (std sqrt(2 / (C*KH*KW))) and zero biases.
+
+    Pools get [0 1 0 1] padding as in the current file; the mean is ImageNet's.
+    """
+    rng = np.random.default_rng(seed)
+    layers, params, c = [], {}, 3
+    convs = iter(channels)
+    for name in VGG19_LAYERS:
+        kind = name[:4]
+        if kind == "conv":
+            o = next(convs)
+            std = np.float32(np.sqrt(2.0 / (c * 3 * 3)))
+            params[name] = (rng.standard_normal((o, c, 3, 3), dtype=np.float32) * std,
+                            np.zeros(o, dtype=np.float32))
+            layers.append(LayerSpec(name, kind, (3, 3, c, o), (1, 1, 1, 1), (1, 1)))
+            c = o
+        elif kind == "pool":
+            layers.append(LayerSpec(name, kind, (2, 2), (0, 1, 0, 1), (2, 2), "max"))
+        else:
+            layers.append(LayerSpec(name, kind))
+    return VGG19(layers, params, IMAGENET_MEAN, pooling=pooling,
+                 source=f"random weights (seed {seed})")
+
+
+def load_vgg19(path=None, *, pooling="avg", seed=0):
+    """VGG-19 from the weights file: path, or searched when None; path="random" for random weights.
+
+    The search: $MINIVGG_WEIGHTS, weights/imagenet-vgg-verydeep-19.mat under the current
+    directory, the user cache dir. When nothing is found, random weights (seed ``seed``) are used
+    and one line on stderr says so. Bad files raise UserError.
+    """
+    from .weights import find_weights               # late: see matfile.cache_paths
+    check_pooling(pooling)                          # before seconds of loading or generating
+    if isinstance(path, str) and path == "random":
+        return random_vgg19(pooling=pooling, seed=seed)
+    found = find_weights(path)
+    if found is None:
+        print(f"minivgg: no VGG-19 weights file found, so random weights (seed {seed}) are used "
+              "and results will not look like style transfer; get the real ones with "
+              "`python -m minivgg.weights download`", file=sys.stderr)
+        return random_vgg19(pooling=pooling, seed=seed)
+    weights = load_weights(found)
+    return VGG19(weights.layers, weights.params, weights.mean, pooling=pooling,
+                 source=str(found))
