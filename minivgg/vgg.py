@@ -145,8 +145,8 @@ def load_vgg19(path=None, *, pooling="avg", seed=0):
     found = find_weights(path)
     if found is None:
         print(f"minivgg: no VGG-19 weights file found, so random weights (seed {seed}) are used "
-              "and results will not look like style transfer; get the real ones with "
-              "`python -m minivgg.weights download`", file=sys.stderr)
+              "(they still carry colour and brush texture over; the real ones give better results: "
+              "`python -m minivgg.weights download`)", file=sys.stderr)
         return random_vgg19(pooling=pooling, seed=seed)
     weights = load_weights(found)
     return VGG19(weights.layers, weights.params, weights.mean, pooling=pooling,
