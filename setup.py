@@ -17,7 +17,7 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=["miniautograd", "miniautograd.gradcheck", "minivgg"],
+    packages=["miniautograd", "miniautograd.gradcheck", "minivgg", "minivgg.stylize"],
     package_dir={"miniautograd": "autograd", "minivgg": "minivgg"},
     install_requires=["numpy>=1.23", "scipy>=1.9", "pillow>=9.1", "tqdm>=4.60"],
     extras_require={

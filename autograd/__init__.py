@@ -3,16 +3,20 @@
 Installed from the folder ``autograd/`` under the name ``miniautograd`` (``autograd`` is the HIPS
 package's name on PyPI). Import it as ``import miniautograd as ag``.
 
-Reading order (each file opens with what it teaches):
-  1. tensor.py    - Tensor, Function, and backpropagation over the graph with a heap on generation
-  2. arith.py     - the simplest ops: + - * / ** sum mean reshape transpose @, and broadcasting
-  3. backend.py   - how one code base runs on NumPy and CuPy: the device follows the data
-  4. im2col.py/conv.py - convolution as a matrix product and its two backward passes
-  5. pooling.py    - average and max pooling, looped over the window offsets
-  6. activation.py - relu, which keeps only a boolean mask for its backward
-  7. gram.py       - the Gram matrix G = F F^T of style transfer, backward (gG + gG^T) F
-  8. reductions.py - sum_squared_error and total_variation: one hand-derived node per loss
-  9. gradcheck.py  - finite differences against every backward (python -m miniautograd.gradcheck)
+Reading order (the README's "Reading the source"; each file opens with what it teaches):
+  1. tensor.py     - Tensor, Function, and backpropagation over the graph with a heap on generation
+  2. activation.py - relu, one whole op: forward, backward, and only a boolean mask kept for it
+  3. arith.py      - + - * / ** sum mean reshape transpose @, and broadcasting undone in backward
+  4. gradcheck/__init__.py - finite differences against every backward
+                     (python -m miniautograd.gradcheck checks every op)
+  5. backend.py    - how one code base runs on NumPy and CuPy: the device follows the data
+  6. im2col.py     - sliding windows as strided-slice copies, and col2im, their adjoint
+  7. conv.py       - convolution as a matrix product and its two backward passes
+  8. winograd.py   - the same 3x3 convolution with 2.25x fewer multiplications
+  9. pooling.py    - average and max pooling, looped over the window offsets
+ 10. gram.py       - the Gram matrix G = F F^T of style transfer, backward (gG + gG^T) F
+ 11. reductions.py - sum_squared_error and total_variation: one hand-derived node per loss
+The derivations are in docs/ (one page per topic) and in each backward's docstring.
 """
 if __name__ != "miniautograd":
     raise ImportError(

@@ -78,8 +78,11 @@ def pad_input(x, pad, *, value=0.0):
         return x
     N, C, H, W = x.shape
     xp = get_array_module(x)
-    padded = xp.full((N, C, H + pt + pb, W + pl + pr), value, dtype=x.dtype)
+    padded = xp.empty((N, C, H + pt + pb, W + pl + pr), dtype=x.dtype)
     padded[:, :, pt:pt + H, pl:pl + W] = x
+    for border in (padded[:, :, :pt], padded[:, :, pt + H:],     # only the frame is filled: the
+                   padded[:, :, pt:pt + H, :pl], padded[:, :, pt:pt + H, pl + W:]):  # inside once
+        border[...] = value
     return padded
 
 

@@ -130,8 +130,8 @@ def test_im2col_buffer_is_bounded(rng, monkeypatch):
                                rtol=1e-12, atol=1e-12)
     assert len(sizes) == 6 and max(sizes) == 3 * 9 * 10 * 4
     sizes.clear()
-    x, W = np.zeros((1, 16, 64, 128), np.float32), np.zeros((1, 16, 3, 3), np.float32)
-    conv2d(x, W, pad=1)                     # col would be 16*9*64*128 > CHUNK_CPU elements
+    x, W = np.zeros((1, 16, 256, 128), np.float32), np.zeros((1, 16, 3, 3), np.float32)
+    conv2d(x, W, pad=1)                     # col would be 16*9*256*128 > CHUNK_CPU elements
     assert len(sizes) > 1 and max(sizes) <= conv_module.CHUNK_CPU
 
 

@@ -68,6 +68,13 @@ def conv_pool_cases(rng):
         cases.append((f"conv2d stride=2 pad={pad} bias",
                       lambda x, W, b, pad=pad: conv2d(x, W, b, stride=2, pad=pad), [x, W, b]))
     big = [rng.standard_normal(s) for s in ((2, 8, 17, 12), (16, 8, 3, 3), (16,))]
+    W33, Wio = rng.standard_normal((4, 3, 3, 3)), rng.standard_normal((2, 3, 3, 2))
+    cases += [("conv2d winograd pad=1 bias",
+               lambda x, W, b: conv2d(x, W, b, pad=1, algorithm="winograd"), [x, W33, b]),
+              ("conv2d winograd pad=(0, 2, 1, 0) (odd output)",
+               lambda x, W: conv2d(x, W, pad=(0, 2, 1, 0), algorithm="winograd"), [x, W33]),
+              ("conv2d im2col pad=(1, 0, 1, 1) O<=C (input gradient as a convolution)",
+               lambda x, W: conv2d(x, W, pad=(1, 0, 1, 1), algorithm="im2col"), [x, Wio])]
     return cases + [
         ("conv2d 3x3 pad=1 bias, directional", lambda x, W, b: conv2d(x, W, b, pad=1), big,
          {"directional": True}),

@@ -1,0 +1,246 @@
+"""Winograd F(2x2, 3x3): a 3x3 stride-1 convolution with 2.25x fewer multiplications.
+
+Read conv.py first (notation N, C, H, W, O, OH, OW, pad (pt, pb, pl, pr)); docs/winograd.md has
+the derivation. The output is cut into 2x2 tiles; tile (th, tw) needs the 4x4 patch d of the padded
+input starting at row 2*th, column 2*tw. For one channel pair (o, c) with kernel g (3x3),
+
+    Y = A^T [ (G g G^T) * (B^T d B) ] A          (* elementwise on 4x4; Y is the 2x2 output tile)
+
+with the constant matrices below. Summed over c, the 4x4 elementwise product becomes 16 matrix
+products, one per position (a, b) of the 4x4 grid, over all T tiles at once:
+
+    U = G g G^T    kernel transform       W (O, C, 3, 3)   -> U (16, O, C), done once per kernel
+    V = B^T d B    input transform        xpad             -> V (16, C, T)
+    M = U @ V      16 products            (16, O, C) @ (16, C, T) -> (16, O, T)
+    Y = A^T M A    output transform       M                -> y (O, 2*TH, 2*TW)
+
+Multiplications per 2x2 output tile and (o, c): 16 instead of 4 * 9 = 36, hence 2.25x fewer; the
+transforms are additions only (B, A hold 0 and +-1) and cost O(C + O) per tile, not O(C * O).
+
+Input gradient. For stride 1 the input gradient is itself a 3x3 convolution: of gy, padded by
+(2 - pt, 2 - pb, 2 - pl, 2 - pr), with the kernel flipped in both spatial axes and its channel
+axes swapped, Wg[c, o, i, j] = W[o, c, 2 - i, 2 - j]. So it runs through the same Winograd code.
+
+Memory. The work goes in bands of tile rows whose V and M together hold at most ``chunk``
+elements, in buffers reused from band to band; nothing grows with the image beyond x and y.
+The transforms are written with slicing only, so the same code runs on NumPy and CuPy.
+"""
+import numpy as np
+
+from .backend import get_array_module
+
+BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])   # (4, 4) input
+G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])       # (4, 3) kernel
+AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]])                                  # (2, 4) output
+
+CHUNK_CPU = 1 << 22   # the most elements of V + M in one band on the CPU: 16 MB in float32,
+CHUNK_GPU = 1 << 26   # and on the GPU: 256 MB in float32;
+MIN_TILES = 256       # unless a band needs more to reach this many tiles (columns of M)
+
+
+def default_chunk(xp):
+    """The band size (elements of V + M) for arrays of module xp, when the caller gives none."""
+    return CHUNK_CPU if xp is np else CHUNK_GPU
+
+
+def supports(W_shape, stride, pad):
+    """True when F(2x2, 3x3) applies: a 3x3 kernel, stride 1, each pad side 0, 1 or 2."""
+    return tuple(W_shape[2:]) == (3, 3) and tuple(stride) == (1, 1) and max(pad) <= 2
+
+
+def transform_kernel(W, dtype):
+    """U = G g G^T for every (o, c): W (O, C, 3, 3) -> U (16, O, C), position a*4 + b first."""
+    xp = get_array_module(W)
+    O, C = W.shape[:2]
+    g = xp.asarray(G, dtype=dtype)
+    U = g @ W.astype(dtype, copy=False) @ g.T    # (4, 3) @ (O, C, 3, 3) @ (3, 4) -> (O, C, 4, 4)
+    return xp.ascontiguousarray(U.transpose(2, 3, 0, 1)).reshape(16, O, C)  # -> (16, O, C)
+
+
+def gradient_pad(pad):
+    """The padding of gy for the input gradient as a convolution: 2 - p on each side."""
+    return tuple(2 - p for p in pad)
+
+
+def _bt(d0, d1, d2, d3, out):
+    """out[k] = (B^T [d0, d1, d2, d3])[k]: the 1-D input transform, into 4 arrays."""
+    xp = get_array_module(d0)
+    xp.subtract(d0, d2, out=out[0])
+    xp.add(d1, d2, out=out[1])
+    xp.subtract(d2, d1, out=out[2])
+    xp.subtract(d1, d3, out=out[3])
+
+
+def _at(m0, m1, m2, m3, out0, out1):
+    """(out0, out1) = A^T [m0, m1, m2, m3] = (m0 + m1 + m2, m1 - m2 - m3): 1-D output transform."""
+    xp = get_array_module(m0)
+    xp.add(m0, m1, out=out0)
+    out0 += m2
+    xp.subtract(m1, m2, out=out1)
+    out1 -= m3
+
+
+def fill_band(x, r0, pad, E):
+    """Copy rows r0 .. r0+R-1 of the padded input into E, its columns split by parity.
+
+    x (C, H, W) one image; E (2, C, R, TW + 1): E[p, c, r, j] = xpad[c, r0 + r, 2*j + p], zero
+    where that falls in the padding. Splitting even and odd columns here, in the copy that padding
+    needs anyway, makes every tap of the column transform a contiguous slice.
+    """
+    (C, H, Wd), (pt, _, pl, _), (R, J) = x.shape, pad, E.shape[2:]
+    r_lo = min(R, max(0, pt - r0))                         # band rows r_lo .. r_hi-1 hold x's rows
+    r_hi = max(r_lo, min(R, H + pt - r0))
+    E[:, :, :r_lo] = 0
+    E[:, :, r_hi:] = 0
+    for p in range(2):
+        j_lo = min(J, (pl - p + 1) // 2)                   # first j with 2j + p - pl >= 0
+        j_hi = max(j_lo, min(J, (Wd - 1 + pl - p) // 2 + 1))
+        E[p, :, :, :j_lo] = 0
+        E[p, :, :, j_hi:] = 0
+        w0 = 2 * j_lo + p - pl                             # x's column at j_lo
+        E[p, :, r_lo:r_hi, j_lo:j_hi] = x[:, r0 + r_lo - pt:r0 + r_hi - pt,
+                                          w0:w0 + 2 * (j_hi - j_lo) - 1:2]
+    return E
+
+
+def input_transform(E, t, cols, V):
+    """V = B^T d B for the t x TW tiles of one band: E (2, C, 2t+2, TW+1) -> V (4, 4, C, t, TW).
+
+    Tap k of tile column tw is padded column 2*tw + k: E[0][..., tw], E[1][..., tw],
+    E[0][..., tw+1], E[1][..., tw+1]. First the columns (d B, into ``cols`` (4, C, 2t+2, TW)),
+    then the rows (B^T (d B)): tap k of tile row th is row 2*th + k, the slice k : k + 2t : 2.
+    """
+    TW = cols.shape[-1]
+    _bt(E[0][..., :TW], E[1][..., :TW], E[0][..., 1:], E[1][..., 1:], cols)  # each (C, 2t+2, TW)
+    for b in range(4):
+        _bt(*(cols[b][:, k:k + 2 * t:2] for k in range(4)), V[:, b])          # each (C, t, TW)
+
+
+def output_transform(M, half, tmp, y):
+    """y = A^T M A for the tiles of one band: M (4, 4, O, t, TW) -> y (O, 2t, 2*TW).
+
+    First along the rows (into ``half``, (2, 4, O, t, TW)), then the columns; each of the four
+    results goes straight into the strided slice y[:, a::2, b::2] (O, t, TW) of its tile position.
+    """
+    xp = get_array_module(M)
+    _at(*M, half[0], half[1])                                             # each (4, O, t, TW)
+    for a in range(2):
+        m0, m1, m2, m3 = half[a]                                          # each (O, t, TW)
+        xp.add(m0, m1, out=tmp)
+        xp.add(tmp, m2, out=y[:, a::2, 0::2])
+        xp.subtract(m1, m2, out=tmp)
+        xp.subtract(tmp, m3, out=y[:, a::2, 1::2])
+
+
+def band_rows(C, O, TH, TW, chunk):
+    """Tile rows per band: as many as keep V (16*C per tile) + M (16*O per tile) within chunk,
+    but at least enough for MIN_TILES tiles, below which the 16 products slow down."""
+    within = chunk // (16 * (C + O) * TW)
+    return max(1, min(TH, max(within, -(-MIN_TILES // TW))))
+
+
+def buffer_elements(C, O, OH, OW, *, chunk):
+    """Elements of the band buffers that winograd_conv allocates besides y (for memory models).
+
+    E (2, C, 2th+2, TW+1), cols (4, C, 2th+2, TW), V (16, C, th*TW), M (16, O, th*TW),
+    half (2, 4, O, th, TW) and tmp (O, th, TW), th = band_rows(...). An odd OH or OW adds a
+    cropped copy of y on top.
+    """
+    TH, TW = (OH + 1) // 2, (OW + 1) // 2
+    th = band_rows(C, O, TH, TW, chunk)
+    return C * (2 * (2 * th + 2) * (TW + 1) + 4 * (2 * th + 2) * TW + 16 * th * TW) \
+        + O * (16 + 8 + 1) * th * TW
+
+
+def winograd_conv(x, U, pad, b=None, *, chunk=None, out=None):
+    """y = conv2d(x, W, b, pad=pad) for a 3x3 kernel, stride 1, from U = transform_kernel(W).
+
+    x (N, C, H, W), U (16, O, C), b (O,) or None; returns y (N, O, OH, OW), OH = H + pt + pb - 2
+    (and OW). The bias rides on M[1, 1]: row and column 1 of A^T are (1, 1), so whatever is added
+    to M[1, 1] reaches all four outputs of a tile. Odd OH or OW: the last tile's extra output row
+    (column) reads zeros and is cropped. ``out``: an optional (N, O, OH, OW) array (or view) to
+    write y into.
+    """
+    xp = get_array_module(x, U)
+    (N, C, H, Wd), O, (pt, pb, pl, pr) = x.shape, U.shape[1], pad
+    OH, OW = H + pt + pb - 2, Wd + pl + pr - 2
+    TH, TW = (OH + 1) // 2, (OW + 1) // 2
+    x = x.astype(U.dtype, copy=False)
+    even = (OH, OW) == (2 * TH, 2 * TW)
+    y = out if even and out is not None else xp.empty((N, O, 2 * TH, 2 * TW), dtype=U.dtype)
+    th = band_rows(C, O, TH, TW, chunk or default_chunk(xp))
+    E = xp.empty((2, C, 2 * th + 2, TW + 1), dtype=U.dtype)
+    cols = xp.empty((4, C, 2 * th + 2, TW), dtype=U.dtype)
+    half, tmp = xp.empty((2, 4, O, th, TW), dtype=U.dtype), xp.empty((O, th, TW), dtype=U.dtype)
+    Vbuf, Mbuf = (xp.empty(16 * K * th * TW, dtype=U.dtype) for K in (C, O))
+    for n in range(N):
+        for t0 in range(0, TH, th):
+            t, R = min(th, TH - t0), 2 * min(th, TH - t0) + 2     # tile rows, padded input rows
+            V = Vbuf[:16 * C * t * TW].reshape(16, C, t * TW)   # flat prefix -> (16, C, t*TW)
+            M = Mbuf[:16 * O * t * TW].reshape(16, O, t * TW)   # flat prefix -> (16, O, t*TW)
+            band = fill_band(x[n], 2 * t0, pad, E[:, :, :R])
+            input_transform(band, t, cols[:, :, :R],
+                            V.reshape(4, 4, C, t, TW))        # (16, C, t*TW) -> (4, 4, C, t, TW)
+            xp.matmul(U, V, out=M)                  # (16, O, C) @ (16, C, t*TW) -> (16, O, t*TW)
+            if b is not None:
+                M[5] += b.reshape(O, 1)                     # M[1, 1] += b: (O,) -> (O, 1)
+            output_transform(M.reshape(4, 4, O, t, TW),       # (16, O, t*TW) -> (4, 4, O, t, TW)
+                             half[:, :, :, :t], tmp[:, :t], y[n, :, 2 * t0:2 * (t0 + t)])
+    if even:
+        return y
+    if out is None:
+        return xp.ascontiguousarray(y[:, :, :OH, :OW])
+    out[...] = y[:, :, :OH, :OW]
+    return out
+
+
+def winograd_grad_input(gy, U, pad, *, chunk=None):
+    """gx = dL/dx of y = winograd_conv(x, U, pad), for gy (N, O, OH, OW); gx (N, C, H, W).
+
+    gx is the correlation of gy, padded by gradient_pad(pad), with the flipped, channel-swapped
+    kernel Wg[c, o, i, j] = W[o, c, 2 - i, 2 - j] (derivation: docs/winograd.md), whose transform
+    would be a second (16, C, O) array. It need not exist: flipping the kernel equals
+    flipping the data on both sides, corr(a, flip(k)) = flip(corr(flip(a), k)), and flips are free
+    views (negative strides); for the unflipped W^T the transform is U transposed per position,
+    U(W^T)[k] = U[k]^T, again a view. So gx = flip(corr(flip(gy), W^T)) runs on U itself.
+    """
+    xp = get_array_module(gy, U)
+    (N, O, OH, OW), C, (gt, gb, gl, gr) = gy.shape, U.shape[2], gradient_pad(pad)
+    gx = xp.empty((N, C, OH + gt + gb - 2, OW + gl + gr - 2), dtype=xp.result_type(gy, U))
+    winograd_conv(gy[:, :, ::-1, ::-1], U.transpose(0, 2, 1), (gb, gt, gr, gl),   # flipped pad
+                  chunk=chunk, out=gx[:, :, ::-1, ::-1])  # (16, O, C) -> (16, C, O), a view
+    return gx
+
+
+class TransformedKernels:
+    """U = G g G^T of one weight array (16, O, C), made once per dtype (the input gradient
+    needs no second one: see winograd_grad_input). Frozen weights never change, so a
+    style-transfer run transforms each kernel once.
+    """
+
+    def __init__(self, W):
+        self.W = W                       # the weight array (O, C, 3, 3) the transforms belong to
+        self._made = {}                  # dtype -> U
+
+    def transformed(self, dtype):
+        """U of W in ``dtype``, (16, O, C)."""
+        key = np.dtype(dtype)
+        if key not in self._made:
+            self._made[key] = transform_kernel(self.W, dtype)
+        return self._made[key]
+
+    @classmethod
+    def of(cls, W):
+        """The transforms kept on a frozen weight Tensor W (attribute ``winograd``), else None.
+
+        Made on first use and kept with the Tensor, so no global cache exists; remade when
+        W.data is replaced by another array. A W that requires a gradient changes between
+        steps: None, and conv2d transforms it at each call. (Writing into W.data in place
+        would leave stale transforms: assign a new array instead.)
+        """
+        if W.requires_grad:
+            return None
+        kept = getattr(W, "winograd", None)
+        if kept is None or kept.W is not W.data:
+            kept = W.winograd = cls(W.data)
+        return kept

@@ -1,0 +1,162 @@
+"""Per VGG-19 layer: forward and input-gradient time, GFLOP/s, and the share outside the matmuls.
+
+    python bench/bench_layers.py                    # 512 x 512, CPU, down to relu5_1
+    python bench/bench_layers.py --size 256 --device gpu
+
+Each layer runs alone on a random input of the shape it sees in the network (batch 1), through
+the engine's public path (``net.apply``: ag.conv2d, ag.relu, the pool) with x requiring a
+gradient and the weights frozen, as in style transfer. "fwd" is the forward call, "bwd" the
+backward from a random gy to x. For a convolution the matrix products it contains are then timed
+alone, on the same shapes and in the same chunks as autograd/conv.py makes them
+(Wm @ col for the forward, Wm^T @ gy for the input gradient): "outside mm" is the share of the
+layer's time spent elsewhere (im2col, col2im, padding, bias, allocation). Times are medians of
+``--repeats`` runs after a warm-up, with the spread; GFLOP/s also as a fraction ("of mm") of the
+machine's float32 matmul rate measured in the same run.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+import miniautograd as ag  # noqa: E402
+from miniautograd import conv  # noqa: E402
+
+
+def median_seconds(fn, sync, repeats):
+    """The list of ``repeats`` timings of fn() after one warm-up."""
+    fn()
+    return [common.seconds(fn, sync) for _ in range(repeats)]
+
+
+def layer_times(net, spec, x_shape, xp, repeats):
+    """(forward times, backward times, output shape) of one layer on a random input."""
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal(x_shape, dtype=np.float32)
+    x = ag.Tensor(data if xp is np else xp.asarray(data), requires_grad=True)
+    sync = common.device_sync(xp)
+    forward = median_seconds(lambda: net.apply(spec, x), sync, repeats)
+    y = net.apply(spec, x)
+    gy_data = rng.standard_normal(y.shape, dtype=np.float32)
+    gy = gy_data if xp is np else xp.asarray(gy_data)
+
+    def backward():
+        x.grad = None
+        y.backward(gy)
+    return forward, median_seconds(backward, sync, repeats), y.shape
+
+
+def matmul_times(x_shape, W_shape, xp, repeats):
+    """(forward, backward) times of a 'same' conv's matrix products alone, chunked as conv.py.
+
+    Forward: Wm (O, CKK) @ col (CKK, r*OW) per chunk of r output rows; backward:
+    Wm^T (CKK, O) @ gy (O, r*OW). Batch 1, stride 1, so OH = H and OW = W.
+    """
+    (_, C, H, W), (O, _, KH, KW) = x_shape, W_shape
+    CKK = C * KH * KW
+    bands = [rows.stop - rows.start for _, rows in conv.chunks(1, H, CKK * W,
+                                                                conv.default_chunk(xp))]
+    rng = np.random.default_rng(0)
+    Wm = xp.asarray(rng.standard_normal((O, CKK), dtype=np.float32))
+    col = xp.asarray(rng.standard_normal((CKK, bands[0] * W), dtype=np.float32))
+    gy = xp.asarray(rng.standard_normal((O, bands[0] * W), dtype=np.float32))
+    out_y, out_gcol = xp.empty((O, bands[0] * W), np.float32), xp.empty_like(col)
+    WmT = Wm.T                                                  # (O, CKK) -> (CKK, O)
+
+    def forward():
+        for r in bands:
+            xp.matmul(Wm, col[:, :r * W], out=out_y[:, :r * W])   # (O, CKK) @ (CKK, r*W)
+
+    def backward():
+        for r in bands:
+            xp.matmul(WmT, gy[:, :r * W], out=out_gcol[:, :r * W])  # (CKK, O) @ (O, r*W)
+    sync = common.device_sync(xp)
+    return median_seconds(forward, sync, repeats), median_seconds(backward, sync, repeats)
+
+
+def measure(net, size, xp, repeats, deepest):
+    """One dict per layer down to ``deepest``: name, shape, macs, times (and matmul times)."""
+    from minivgg import plan
+    costs = {c.name: c for c in plan.layer_costs(net.conv_shapes(), (size, size),
+                                                 deepest=deepest, pooling=net.pooling)}
+    rows, x_shape = [], (1, 3, size, size)
+    for spec in net.layers[:net.layer_names.index(deepest) + 1]:
+        forward, backward, y_shape = layer_times(net, spec, x_shape, xp, repeats)
+        row = {"name": spec.name, "shape": y_shape, "macs": costs[spec.name].macs,
+               "fwd": forward, "bwd": backward}
+        if spec.kind == "conv":
+            W_shape = net.params[spec.name][0].shape
+            row["mm_fwd"], row["mm_bwd"] = matmul_times(x_shape, W_shape, xp, repeats)
+        rows.append(row)
+        print(format_row(row, RATE[0]), flush=True)
+        x_shape = y_shape
+    return rows
+
+
+RATE = [1.0]   # the matmul rate, set by main before the rows are printed
+
+
+def columns(times, mm_times, macs, rate):
+    """'12.3 ms (12.0-13.1)  123.4  0.71   8%' for one direction of one layer."""
+    median = common.summary(times)[0]
+    cell = f"{median * 1e3:.1f} ms ({min(times) * 1e3:.1f}-{max(times) * 1e3:.1f})"
+    if not macs:
+        return f"{cell:<30}{'':>23}"
+    gflops = 2 * macs / median / 1e9
+    outside = 1 - common.summary(mm_times)[0] / median
+    return f"{cell:<30}{gflops:>8.1f}{gflops / rate:>7.2f}{outside:>8.0%}"
+
+
+def format_row(row, rate):
+    _, c, h, w = row["shape"]
+    return (f"{row['name']:<9}{f'{c}x{h}x{w}':>13}  "
+            + columns(row["fwd"], row.get("mm_fwd"), row["macs"], rate) + "  "
+            + columns(row["bwd"], row.get("mm_bwd"), row["macs"], rate))
+
+
+def print_totals(rows, rate):
+    """Whole-network sums of the medians, and the share outside the matrix products."""
+    for direction in ("fwd", "bwd"):
+        total = sum(common.summary(r[direction])[0] for r in rows)
+        mm = sum(common.summary(r["mm_" + direction])[0] for r in rows if "mm_" + direction in r)
+        macs = sum(r["macs"] for r in rows)
+        gflops = 2 * macs / total / 1e9
+        print(f"total {direction}: {total:.3f} s, {gflops:.1f} GFLOP/s ({gflops / rate:.2f} of "
+              f"mm), {1 - mm / total:.0%} outside the matrix products of the convolutions")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--size", type=int, default=512, help="square input size (default: 512)")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per layer (default: 5)")
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--deepest", default=common.DEEPEST, help="last layer (default: relu5_1)")
+    p.add_argument("--pooling", choices=["avg", "max"], default="avg")
+    p.add_argument("--seed", type=int, default=0, help="random weights (default: 0)")
+    args = p.parse_args(argv)
+    if args.repeats < 1 or args.size < 1:
+        p.error("--repeats and --size must be at least 1")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    xp = common.device_module(args.device)
+    net = common.build_network(device=args.device, seed=args.seed, pooling=args.pooling)
+    if args.deepest not in net.layer_names:
+        common.fail(f"there is no layer {args.deepest!r}; use one of {', '.join(net.layer_names)}")
+    RATE[0] = common.matmul_rate(xp)
+    print("\n".join(common.machine_lines(args.device, xp)))
+    print(f"float32 matmul rate: {RATE[0]:.1f} GFLOP/s; input {args.size}x{args.size}, batch 1, "
+          f"{args.pooling} pooling\n")
+    head = f"{'GFLOP/s':>8}{'of mm':>7}{'outside':>8}"
+    print(f"{'layer':<9}{'output':>13}  {'fwd ms (min-max)':<30}{head}  "
+          f"{'bwd ms (min-max)':<30}{head}")
+    rows = measure(net, args.size, xp, args.repeats, args.deepest)
+    print_totals(rows, RATE[0])
+
+
+if __name__ == "__main__":
+    main()

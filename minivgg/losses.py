@@ -1,0 +1,152 @@
+"""The losses of neural style transfer (Gatys, Ecker & Bethge, CVPR 2016) and the objective.
+
+Read this after vgg.py. It relies on three engine ops: ``ag.sum_squared_error`` (sum of squares),
+``ag.gram`` (unnormalised G = F F^T) and ``ag.total_variation`` (summed squared neighbour
+differences). Every normalisation of the paper is applied here, in plain arithmetic you can check.
+
+Notation: N batch (1 in style transfer, but nothing below assumes it), C channels (the paper's
+N_l), H height, W width, M = H*W positions (the paper's M_l). A layer's response F has shape
+(N, C, H, W); per image it is the (C, M) matrix of the paper.
+
+The three terms, each made independent of the image size so one set of weights fits 256 and 1024 px:
+- content, at layer l:  L_c = 1/2 * sum (F - P)^2 / (C * M), averaged over the N images; P is the
+  content image's response. The paper's 1/2 is kept; the division by the layer size is ours.
+- style, at layer l:  E_l = 1/(4 C^2) * sum (G/M - A/M_s)^2, averaged over the N images, with G the
+  Gram matrix of F and A that of the style image's response (M_s its positions). When both images
+  have the same size this is the paper's E_l = 1/(4 C^2 M^2) * sum (G - A)^2 exactly; dividing each
+  Gram matrix by its own M also lets a style image of another size (``--style-scale``) be compared.
+  L_s = sum_l w_l E_l, with the layer weights w_l scaled to sum to 1 (the paper's w_l = 1/5).
+- total variation of the image x itself:  L_tv = sum of squared differences of vertical and
+  horizontal neighbours, divided by N * H * W (the pixel count), in the preprocessed 0-255 units.
+The objective is  alpha * L_c + beta * L_s + gamma * L_tv  (content_weight, style_weight,
+tv_weight); several content layers are averaged.
+"""
+import numpy as np
+
+import miniautograd as ag
+
+
+def content_loss(F, P):
+    """L_c = 1/2 * sum (F - P)^2 / (N * C * H * W): a scalar Tensor.
+
+    F: (N, C, H, W) Tensor, the generated image's response; P: array of the same shape, the content
+    image's response (a constant). Summed, then divided by the element count; the 1/2 is included.
+    """
+    return ag.sum_squared_error(F, P) / (2.0 * F.size)
+
+
+def normalized_gram(F):
+    """G / M for a response F of shape (N, C, H, W): a (N, C, C) Tensor (array in, Tensor out).
+
+    G = F F^T over the M = H*W positions; dividing by M makes it the mean of the products of two
+    channels over the image, which no longer grows with the image size.
+    """
+    N, C, H, W = F.shape
+    return ag.gram(F) / float(H * W)
+
+
+def style_layer_loss(F, A_hat):
+    """E_l = 1/(4 C^2) * sum (G/M - A_hat)^2 / N: a scalar Tensor.
+
+    F: (N, C, H, W) Tensor; A_hat: (N, C, C) array, the style target already divided by its own
+    M_s (see ``style_targets``). Equals the paper's 1/(4 C^2 M^2) sum (G - A)^2 when M_s = M.
+    """
+    N, C, H, W = F.shape
+    G_hat = normalized_gram(F)                       # (N, C, C)
+    if G_hat.shape != A_hat.shape:
+        raise ValueError(f"style_layer_loss: the Gram matrix has shape {G_hat.shape} but the "
+                         f"target has shape {A_hat.shape}; they must be equal")
+    return ag.sum_squared_error(G_hat, A_hat) / (4.0 * C * C * N)
+
+
+def tv_loss(x):
+    """L_tv = (sum of squared neighbour differences) / (N * H * W): a scalar Tensor.
+
+    x: (N, 3, H, W) image Tensor. Normalised by the pixel count, so a smooth gradient across the
+    image costs the same at any size; the three colour channels are summed, not averaged.
+    """
+    N, C, H, W = x.shape
+    return ag.total_variation(x) / float(N * H * W)
+
+
+def layer_weights(layers, weights=None):
+    """{layer: w_l} with the weights scaled to sum to 1; equal weights when ``weights`` is None.
+
+    Raises ValueError when the counts differ or the weights are negative or sum to 0.
+    """
+    layers = list(layers)
+    w = np.ones(len(layers)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (len(layers),):
+        raise ValueError(f"layer_weights: {len(layers)} layers but {w.size} weights")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError(f"layer_weights: weights must be finite, >= 0 and not all 0; "
+                         f"got {list(w)}")
+    return {name: float(v) for name, v in zip(layers, w / w.sum())}
+
+
+def content_targets(net, x, layers):
+    """{layer: P}: the content image's responses, as arrays. x: (1, 3, H, W) preprocessed array."""
+    out = net(ag.Tensor(x), list(layers))
+    return {name: out[name].data for name in layers}
+
+
+def style_targets(net, images, layers, *, blend=None):
+    """{layer: A_hat}: the blended, normalised Gram targets of one or several style images.
+
+    images: a list of (1, 3, Hs, Ws) preprocessed arrays (sizes may differ from each other and from
+    the content); blend: one weight per image (scaled to sum to 1; equal if None). For each layer,
+    A_hat = sum_s b_s * A_s / M_s with A_s the Gram matrix of style image s, of shape (1, C, C).
+    """
+    b = layer_weights(range(len(images)), blend)
+    targets = {}
+    for s, image in enumerate(images):
+        out = net(ag.Tensor(image), list(layers))
+        for name in layers:
+            A_hat = b[s] * normalized_gram(out[name]).data       # (1, C, C)
+            targets[name] = A_hat if name not in targets else targets[name] + A_hat
+    return targets
+
+
+class Objective:
+    """The total loss  alpha * L_c + beta * L_s + gamma * L_tv  of an image, and its gradient.
+
+    content: {layer: P}; style: {layer: A_hat} (from ``content_targets`` / ``style_targets``);
+    style_layer_weights: {layer: w_l} summing to 1 (``layer_weights``); the three weights >= 0.
+    """
+
+    def __init__(self, net, content, style, style_layer_weights, *, content_weight,
+                 style_weight, tv_weight):
+        self.net, self.content, self.style = net, dict(content), dict(style)
+        self.w_style = dict(style_layer_weights)
+        self.alpha, self.beta, self.gamma = content_weight, style_weight, tv_weight
+        self.layers = list(dict.fromkeys([*self.content, *self.style]))  # in order, no repeats
+
+    def terms(self, x, out=None):
+        """The weighted terms of a (1, 3, H, W) image Tensor: {"content", "style", "tv", "total"}.
+
+        Each term is already multiplied by its weight, so total = content + style + tv.
+        out: the net's responses to x if already computed (a dict with at least ``self.layers``).
+        """
+        out = self.net(x, self.layers) if out is None else out
+        Lc = sum(content_loss(out[name], P) for name, P in self.content.items())
+        Ls = sum(self.w_style[name] * style_layer_loss(out[name], A)
+                 for name, A in self.style.items())
+        t = {"content": self.alpha / max(len(self.content), 1) * Lc,
+             "style": self.beta * Ls,
+             "tv": self.gamma * tv_loss(x)}
+        t["total"] = t["content"] + t["style"] + t["tv"]
+        return t
+
+    def value_and_grad(self, x):
+        """(total as a float, dL/dx as an array of x's shape, {term: float}) for an image array x.
+
+        The four numbers are copied to the host in one transfer (one GPU synchronisation).
+        """
+        xt = ag.Tensor(x, requires_grad=True)
+        t = self.terms(xt)
+        t["total"].backward()
+        xp = ag.get_array_module(x)
+        names = ("total", "content", "style", "tv")
+        values = ag.to_cpu(xp.stack([xp.asarray(t[k].data) for k in names]))
+        parts = {k: float(v) for k, v in zip(names, values)}
+        return parts["total"], xt.grad, parts

@@ -1,0 +1,355 @@
+"""Optimisers over one array: L-BFGS (Gatys et al.'s choice, the default) and Adam.
+
+Both minimise ``f`` given ``fn(x) -> (loss, grad)``: ``loss`` a number, ``grad`` an array of x's
+shape (``fn`` must not modify ``x``). ``x0`` may be a NumPy or a CuPy array of any float dtype and
+shape; all the work stays in x0's array module (``xp = get_array_module(x0)``) and only scalars
+(the loss, dot products) travel to the host.
+
+    opt = LBFGS(x0, fn, history=10)          # or Adam(x0, fn, lr=1.0)
+    for _ in range(500):
+        loss = opt.step()                    # one iteration; the loss at the new point opt.x
+    state = opt.state_dict()                 # plain numbers and NumPy arrays (np.savez-able)
+    opt2 = LBFGS(x, fn); opt2.load_state_dict(state)   # continues exactly where opt stopped
+
+Each object keeps ``x``, ``loss`` and ``grad`` at the current point, ``iteration`` (steps taken) and
+``n_evals`` (calls of fn). A NaN or infinite loss or gradient raises ``NonFiniteLoss`` and leaves
+the state at the last finite point, so the caller can still save ``opt.x``.
+"""
+import math
+from collections import namedtuple
+
+import numpy as np
+
+from miniautograd import get_array_module, to_cpu
+
+
+class NonFiniteLoss(ArithmeticError):
+    """The objective returned NaN or infinity; the optimiser stayed at the last finite point."""
+
+
+class _Optimizer:
+    """What both optimisers share: the current point, counting, evaluation, and state dicts."""
+
+    kind = None          # "lbfgs" or "adam": stored in the state dict, checked on loading
+    settings = ()        # names of the hyperparameters that the state dict carries
+
+    def __init__(self, x0, fn):
+        if not hasattr(x0, "dtype") or x0.dtype.kind != "f":
+            raise TypeError(f"{type(self).__name__}: x0 must be a float NumPy or CuPy array, got "
+                            f"{getattr(x0, 'dtype', type(x0).__name__)}")
+        self.xp = get_array_module(x0)
+        self.x = self.xp.array(x0, copy=True)
+        self.fn = fn
+        self.loss, self.grad = None, None      # at x, once evaluated
+        self.iteration, self.n_evals = 0, 0
+        self.converged = False                 # L-BFGS sets it when no step can lower f
+
+    def _evaluate(self, x):
+        """Call fn at x -> (loss as float, grad as an array of x's dtype, all finite?)."""
+        loss, grad = self.fn(x)
+        self.n_evals += 1
+        grad = self.xp.array(grad, dtype=self.x.dtype)     # a copy: fn may reuse its buffer
+        if grad.shape != x.shape:
+            raise ValueError(f"{type(self).__name__}: fn returned a gradient of shape "
+                             f"{grad.shape} for x of shape {x.shape}")
+        loss = float(loss)
+        return loss, grad, math.isfinite(loss) and bool(self.xp.isfinite(grad).all())
+
+    def _ensure_evaluated(self):
+        """Evaluate fn at the starting point on the first step."""
+        if self.grad is None:
+            loss, grad, finite = self._evaluate(self.x)
+            if not finite:
+                raise self._non_finite(loss)
+            self.loss, self.grad = loss, grad
+
+    def _non_finite(self, loss):
+        return NonFiniteLoss(
+            f"{type(self).__name__}: the loss or its gradient became non-finite (loss {loss}) "
+            f"at iteration {self.iteration + 1}; the last finite point is kept in opt.x")
+
+    def state_dict(self):
+        """Everything needed to continue exactly: plain numbers, strings and NumPy arrays."""
+        state = {"optimizer": self.kind, "x": to_cpu(self.x), "iteration": self.iteration,
+                 "n_evals": self.n_evals}
+        state.update({name: getattr(self, name) for name in self.settings})
+        if self.grad is not None:                    # absent before the first evaluation
+            state.update(loss=self.loss, grad=to_cpu(self.grad))
+        return state
+
+    def load_state_dict(self, state):
+        """Restore a ``state_dict`` (also one read back by np.load); arrays go to x's device.
+
+        The hyperparameters saved in ``state`` replace the constructor's.
+        """
+        if str(state["optimizer"]) != self.kind:
+            raise ValueError(f"{type(self).__name__}: this state dict belongs to a "
+                             f"'{state['optimizer']}' optimiser, not '{self.kind}'")
+        x = self._to_device(state["x"])
+        if x.shape != self.x.shape:
+            raise ValueError(f"{type(self).__name__}: the saved x has shape {x.shape}, "
+                             f"but this optimiser's x has shape {self.x.shape}")
+        self.x = x
+        self.iteration, self.n_evals = int(state["iteration"]), int(state["n_evals"])
+        for name in self.settings:
+            setattr(self, name, type(getattr(self, name))(state[name]))
+        has_grad = "grad" in state
+        self.loss = float(state["loss"]) if has_grad else None
+        self.grad = self._to_device(state["grad"]) if has_grad else None
+
+    def _to_device(self, a):
+        return self.xp.array(np.asarray(a), dtype=self.x.dtype)
+
+
+# ------------------------------------------------------------------------------------- L-BFGS
+_Point = namedtuple("_Point", "a f dg x g")      # a trial step: f(x + a d) and its slope along d
+
+
+class LBFGS(_Optimizer):
+    """Limited-memory BFGS with a strong-Wolfe line search (Nocedal & Wright, Alg. 7.4, 3.5, 3.6).
+
+    One step: choose the direction ``d = -H g``, where H approximates the inverse Hessian from
+    the last ``history`` pairs ``s_i = x_{i+1} - x_i``, ``y_i = g_{i+1} - g_i``; search along d for
+    a step length a meeting the strong Wolfe conditions (c1 = 1e-4, c2 = 0.9)
+
+        f(x + a d) <= f(x) + c1 a g^T d            (sufficient decrease)
+        |g(x + a d)^T d| <= c2 |g^T d|             (the slope has flattened enough)
+
+    then move and remember the new pair. A pair is skipped when ``s^T y <= tiny * y^T y``: without
+    positive curvature it would make H indefinite. If the search finds no decrease, the history is
+    dropped and steepest descent is tried; if that fails too, ``converged`` becomes True and
+    later steps only count. Without history the first trial step is ``a = min(1, 1/|g|)``, else 1.
+    """
+
+    kind = "lbfgs"
+    settings = ("history", "c1", "c2", "max_evals", "tiny", "converged")
+
+    def __init__(self, x0, fn, *, history=10, c1=1e-4, c2=0.9, max_evals=25, tiny=1e-10):
+        super().__init__(x0, fn)
+        if int(history) < 1 or not 0 < c1 < c2 < 1 or int(max_evals) < 1:
+            raise ValueError(f"LBFGS: need history >= 1, 0 < c1 < c2 < 1 and max_evals >= 1, "
+                             f"got history={history}, c1={c1}, c2={c2}, max_evals={max_evals}")
+        self.history, self.c1, self.c2 = int(history), float(c1), float(c2)
+        self.max_evals, self.tiny = int(max_evals), float(tiny)
+        self.s, self.y, self.rho = [], [], []          # oldest first; rho_i = 1 / (y_i^T s_i)
+
+    def step(self):
+        """One iteration (one line search); returns the loss at the new ``x``."""
+        self._ensure_evaluated()
+        if not self.converged:
+            moved = self._try_step()
+            if not moved and self.s:
+                self._forget()                         # the history led nowhere: go downhill
+                moved = self._try_step()
+            self.converged = not moved
+        self.iteration += 1
+        return self.loss
+
+    def _forget(self):
+        self.s, self.y, self.rho = [], [], []
+
+    def _direction(self, g):
+        """d = -H g by the two-loop recursion, without ever forming H.
+
+        q = g;   for i = newest..oldest:  alpha_i = rho_i s_i^T q;   q -= alpha_i y_i
+        r = gamma q,  gamma = s^T y / y^T y of the newest pair (H0 = gamma I, N&W eq. 7.20)
+        for i = oldest..newest:  beta = rho_i y_i^T r;   r += (alpha_i - beta) s_i
+        Then r = H g; here q starts as -g, so r comes out as d = -H g. With no pairs, d = -g.
+        The alpha_i stay on the device (0-d arrays): no host round trip.
+        """
+        xp = self.xp
+        q = -g
+        alphas = []
+        for s, y, rho in zip(reversed(self.s), reversed(self.y), reversed(self.rho)):
+            alpha = rho * xp.vdot(s, q)
+            q -= alpha * y
+            alphas.append(alpha)
+        if self.s:
+            q *= 1.0 / (self.rho[-1] * float(xp.vdot(self.y[-1], self.y[-1])))   # gamma
+        for s, y, rho, alpha in zip(self.s, self.y, self.rho, reversed(alphas)):
+            beta = rho * xp.vdot(y, q)
+            q += (alpha - beta) * s
+        return q
+
+    def _try_step(self):
+        """Search along -H g; on success move there, store the new pair and return True."""
+        g = self.grad
+        d = self._direction(g)
+        gtd = float(self.xp.vdot(g, d))
+        if not gtd < 0:                        # rounding made -H g point uphill: steepest descent
+            self._forget()
+            d, gtd = -g, -float(self.xp.vdot(g, g))
+            if gtd == 0:
+                return False                   # g = 0: a stationary point
+        a0 = 1.0 if self.s else min(1.0, 1.0 / math.sqrt(-gtd))    # |g| = sqrt(-g^T d) if d = -g
+        point = self._line_search(d, gtd, a0)
+        if point is None:
+            return False
+        self._remember(point.x - self.x, point.g - g)
+        self.x, self.loss, self.grad = point.x, point.f, point.g
+        return True
+
+    def _remember(self, s, y):
+        """Append the pair (s, y) unless its curvature s^T y is not clearly positive."""
+        sy, yy = float(self.xp.vdot(s, y)), float(self.xp.vdot(y, y))
+        if sy <= self.tiny * yy or sy <= 0:
+            return
+        self.s.append(s)
+        self.y.append(y)
+        self.rho.append(1.0 / sy)
+        if len(self.s) > self.history:
+            del self.s[0], self.y[0], self.rho[0]
+
+    # ---- line search: phi(a) = f(x + a d), phi'(a) = g(x + a d)^T d
+    def _probe(self, d, a):
+        """Evaluate phi and phi' at a; a non-finite value reads as f = inf ("too far")."""
+        self._evals_left -= 1
+        x = self.x + a * d
+        loss, g, finite = self._evaluate(x)
+        self._last_bad = None if finite else loss
+        if not finite:
+            return _Point(a, math.inf, math.nan, None, None)
+        return _Point(a, loss, float(self.xp.vdot(g, d)), x, g)
+
+    def _line_search(self, d, gtd0, a):
+        """N&W Algorithm 3.5: grow a until a bracket [lo, hi] holding a Wolfe point is found, then
+        ``_zoom`` into it. Returns the accepted _Point, or None if nothing decreased f; raises
+        NonFiniteLoss if the search ended on a non-finite value (even tiny steps blew up)."""
+        self._evals_left = self.max_evals
+        f0 = self.loss
+        prev = _Point(0.0, f0, gtd0, self.x, self.grad)
+        point = None
+        while self._evals_left > 0 and point is None:
+            cur = self._probe(d, a)
+            if cur.f > f0 + self.c1 * a * gtd0 or (prev.a > 0 and cur.f >= prev.f):
+                point = self._zoom(d, gtd0, prev, cur)
+            elif abs(cur.dg) <= -self.c2 * gtd0:
+                point = cur
+            elif cur.dg >= 0:
+                point = self._zoom(d, gtd0, cur, prev)
+            else:                                  # still going down steeply: look further out
+                a = _cubic_min(prev, cur, cur.a + 0.01 * (cur.a - prev.a), 10.0 * cur.a)
+                prev = cur
+        if point is None:                          # out of evaluations: the best point seen
+            point = prev
+        if point.a > 0:
+            return point
+        if self._last_bad is not None:
+            raise self._non_finite(self._last_bad)
+        return None
+
+    def _zoom(self, d, gtd0, lo, hi):
+        """N&W Algorithm 3.6: shrink [lo, hi] (lo: lowest f with sufficient decrease so far, the
+        slope at lo pointing to hi) by safeguarded cubic interpolation until a Wolfe point."""
+        f0 = self.loss
+        while self._evals_left > 0:
+            left, right = min(lo.a, hi.a), max(lo.a, hi.a)
+            width = right - left
+            if width <= 1e-12 * right:
+                break                               # the interval is below rounding: give up
+            a = _cubic_min(lo, hi, left + 0.1 * width, right - 0.1 * width)
+            cur = self._probe(d, a)
+            if cur.f > f0 + self.c1 * a * gtd0 or cur.f >= lo.f:
+                hi = cur
+                continue
+            if abs(cur.dg) <= -self.c2 * gtd0:
+                return cur
+            if cur.dg * (hi.a - lo.a) >= 0:
+                hi = lo
+            lo = cur
+        return lo                                   # sufficient decrease only (or a = 0)
+
+    def state_dict(self):
+        """The base state plus the (s, y) pairs stacked as (k, *x.shape) arrays and rho (k,)."""
+        state = super().state_dict()
+        state.update(s=self._stack(self.s), y=self._stack(self.y),
+                     rho=np.array(self.rho, dtype=np.float64))
+        return state
+
+    def _stack(self, arrays):
+        """k arrays of x's shape -> one NumPy array (k, *x.shape); k may be 0."""
+        if not arrays:
+            return np.zeros((0,) + self.x.shape, dtype=self.x.dtype)
+        return to_cpu(self.xp.stack(arrays))                    # k x (...) -> (k, ...)
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.s = [self._to_device(s) for s in np.asarray(state["s"])]     # (k, ...) -> k x (...)
+        self.y = [self._to_device(y) for y in np.asarray(state["y"])]
+        self.rho = [float(r) for r in np.asarray(state["rho"])]
+
+
+def _cubic_min(p, q, low, high):
+    """The minimiser of the cubic through (a, f, slope) at p and q, clipped to [low, high].
+
+    N&W eq. 3.59: d1 = f'_p + f'_q - 3 (f_p - f_q) / (a_p - a_q), d2 = sign(a_q - a_p)
+    sqrt(d1^2 - f'_p f'_q), a = a_q - (a_q - a_p) (f'_q + d2 - d1) / (f'_q - f'_p + 2 d2).
+    Falls back to the middle of [low, high] when the cubic has no minimiser or a value is not
+    finite (a trial that blew up).
+    """
+    values = (p.f, q.f, p.dg, q.dg)
+    if not all(math.isfinite(v) for v in values) or p.a == q.a:
+        return 0.5 * (low + high)
+    d1 = p.dg + q.dg - 3.0 * (p.f - q.f) / (p.a - q.a)
+    disc = d1 * d1 - p.dg * q.dg
+    if disc < 0:
+        return 0.5 * (low + high)
+    d2 = math.copysign(math.sqrt(disc), q.a - p.a)
+    denom = q.dg - p.dg + 2.0 * d2
+    if denom == 0:
+        return 0.5 * (low + high)
+    a = q.a - (q.a - p.a) * (q.dg + d2 - d1) / denom
+    return min(max(a, low), high) if math.isfinite(a) else 0.5 * (low + high)
+
+
+# --------------------------------------------------------------------------------------- Adam
+class Adam(_Optimizer):
+    """Adam (Kingma & Ba 2015) with bias correction. With g the gradient at x and t = 1, 2, ...:
+
+        m = b1 m + (1 - b1) g;   v = b2 v + (1 - b2) g^2          (moment estimates)
+        x = x - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+
+    Each step evaluates fn once, at the new point (the gradient for the next step), so ``step``
+    returns the loss at the new x like L-BFGS does. ``lr`` is in x's units per step (for an image
+    in 0..255 values of 1 to 10 are usual); the default 1e-3 is Kingma & Ba's.
+    """
+
+    kind = "adam"
+    settings = ("lr", "beta1", "beta2", "eps")
+
+    def __init__(self, x0, fn, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        super().__init__(x0, fn)
+        beta1, beta2 = betas
+        if not (math.isfinite(lr) and lr > 0 and 0 <= beta1 < 1 and 0 <= beta2 < 1 and eps >= 0):
+            raise ValueError(f"Adam: need lr > 0, 0 <= betas < 1 and eps >= 0, got lr={lr}, "
+                             f"betas={betas}, eps={eps}")
+        self.lr, self.eps = float(lr), float(eps)
+        self.beta1, self.beta2 = float(beta1), float(beta2)
+        self.m = self.xp.zeros_like(self.x)          # first moment (mean of g)
+        self.v = self.xp.zeros_like(self.x)          # second moment (mean of g^2)
+
+    def step(self):
+        """One update; returns the loss at the new ``x``. On a non-finite loss nothing changes."""
+        self._ensure_evaluated()
+        t, g = self.iteration + 1, self.grad
+        m = self.beta1 * self.m + (1.0 - self.beta1) * g
+        v = self.beta2 * self.v + (1.0 - self.beta2) * (g * g)
+        m_hat = m * (1.0 / (1.0 - self.beta1 ** t))
+        v_hat = v * (1.0 / (1.0 - self.beta2 ** t))
+        x = self.x - self.lr * m_hat / (self.xp.sqrt(v_hat) + self.eps)
+        loss, grad, finite = self._evaluate(x)
+        if not finite:
+            raise self._non_finite(loss)
+        self.x, self.m, self.v, self.loss, self.grad = x, m, v, loss, grad
+        self.iteration = t
+        return loss
+
+    def state_dict(self):
+        """The base state plus the moments m and v (the step count t is ``iteration``)."""
+        state = super().state_dict()
+        state.update(m=to_cpu(self.m), v=to_cpu(self.v))
+        return state
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.m, self.v = self._to_device(state["m"]), self._to_device(state["v"])

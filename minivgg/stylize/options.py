@@ -1,0 +1,261 @@
+"""Every option of the stylize program, its default, and the checks that run before any work.
+
+``Options`` is the one place the defaults live: the command line (``parse_args``) and the Python
+API (``minivgg.stylize(content, style, **options)``) both build one and pass it to ``validate``,
+which turns every mistake a user can make into one ``UserError`` sentence before an image is read
+or a file is written. Checks that need the files (images, output folder) are in prepare.py.
+"""
+import argparse
+import math
+import numbers
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import UserError
+from ..matfile import VGG19_LAYERS
+
+
+def vgg19_layer_names():
+    """conv1_1, relu1_1, ..., pool5: every layer whose response the losses can use, in order."""
+    return list(VGG19_LAYERS)
+
+
+@dataclass
+class Options:
+    """The settings of one run; the field names are the long options with - written as _."""
+    content: object = None            # path, PIL.Image or rgb array; None only with demo
+    style: list = field(default_factory=list)   # one or more, same kinds as content
+    output: object = None             # CLI default: <content stem>_stylized.png
+    size: int = 512                   # longest side of the result, in pixels
+    iterations: int = 500
+    optimizer: str = "lbfgs"
+    learning_rate: float = None       # Adam only; 10.0 when left out (pixel units, 0..255)
+    # alpha : beta : gamma = 50 : 1 : 0.1 shows both the photo and the painting at 128-512 px
+    # (tuned by eye on Tuebingen / Starry Night; the losses' normalisations keep it size-free).
+    content_weight: float = 5.0
+    style_weight: float = 0.1
+    tv_weight: float = 0.01
+    content_layers: list = field(default_factory=lambda: ["relu4_2"])
+    style_layers: list = field(
+        default_factory=lambda: ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"])
+    style_layer_weights: list = None  # one per style layer; equal when None
+    style_blend_weights: list = None  # one per style image; equal when None
+    style_scale: float = 1.0          # style images' longest side = style_scale * size
+    init: str = "content"             # content | noise | style | PATH
+    seed: int = 0
+    pooling: str = "avg"
+    preserve_colors: bool = False
+    weights: str = None               # PATH, "random", or None to search (see minivgg.weights)
+    device: str = "auto"
+    checkpoint_every: int = 0         # 0: no checkpoints
+    print_every: int = 0              # 0: no printed loss lines
+    log: object = None                # CSV file, one row per iteration
+    quiet: bool = False
+    demo: bool = False
+    resume: bool = False
+    tol: float = 0.0                  # 0: no early stop
+    tol_window: int = 20
+    force: bool = False
+    explain: bool = False
+    trace: bool = False
+
+
+DEFAULT_ADAM_LR = 10.0     # Adam's step when --learning-rate is left out, in pixel units
+
+
+# -- validation: one sentence per mistake ---------------------------------------------------------
+def validate(opts):
+    """Check every setting that needs no file; raise UserError naming the first bad one.
+
+    Returns ``opts`` with lists normalised (a single style becomes a one-element list).
+    """
+    if not isinstance(opts.style, (list, tuple)):
+        opts.style = [opts.style]
+    opts.style = list(opts.style)
+    _check_sources(opts)
+    _check_counts(opts)
+    _check_weights(opts)
+    _check_choices(opts)
+    _check_layers(opts)
+    return opts
+
+
+def _check_sources(opts):
+    if opts.demo and (opts.content is not None or opts.style):
+        raise UserError("--demo brings its own content and style images; leave out CONTENT and "
+                        "STYLE, or drop --demo")
+    if not opts.demo and (opts.content is None or not opts.style):
+        raise UserError("give a content image and at least one style image (CONTENT STYLE "
+                        "[STYLE ...]), or use --demo to try the built-in images")
+
+
+def _check_counts(opts):
+    """Whole numbers: size, iterations, seed, and the every-N options."""
+    for name, low in (("size", 1), ("iterations", 1), ("seed", 0), ("checkpoint_every", 0),
+                      ("print_every", 0), ("tol_window", 1)):
+        value = getattr(opts, name)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+            what = "a positive whole number" if low else "a whole number >= 0"
+            raise UserError(f"{flag(name)} must be {what}, not {value!r}")
+
+
+def _check_weights(opts):
+    """Real numbers: finite, and >= 0 (or > 0 where 0 makes no sense)."""
+    for name in ("content_weight", "style_weight", "tv_weight", "tol"):
+        check_number(name, getattr(opts, name), positive=False)
+    check_number("style_scale", opts.style_scale, positive=True)
+    if opts.content_weight == 0 and opts.style_weight == 0:
+        raise UserError("--content-weight and --style-weight are both 0, so there is nothing to "
+                        "optimise; make at least one of them positive")
+    if opts.learning_rate is not None:
+        if opts.optimizer != "adam":
+            raise UserError("--learning-rate applies to --optimizer adam only (L-BFGS chooses "
+                            "its own steps); drop it or add --optimizer adam")
+        check_number("learning_rate", opts.learning_rate, positive=True)
+    for name, count, what in (("style_layer_weights", len(opts.style_layers), "style layer"),
+                              ("style_blend_weights", len(opts.style), "style image")):
+        values = getattr(opts, name)
+        if values is None:
+            continue
+        if not isinstance(values, (list, tuple)) or len(values) != count:
+            raise UserError(f"{flag(name)} needs one number per {what} ({count}), got {values!r}")
+        for v in values:
+            check_number(name, v, positive=False)
+        if sum(values) <= 0:
+            raise UserError(f"{flag(name)} are all 0; give at least one positive weight")
+
+
+def check_number(name, value, *, positive):
+    """Raise UserError unless value is a finite real number, > 0 (positive) or >= 0."""
+    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+          and math.isfinite(value))
+    if not ok or value < 0 or (positive and value == 0):
+        what = "a positive number" if positive else "a finite number >= 0"
+        raise UserError(f"{flag(name)} must be {what}, not {value!r}")
+
+
+def _check_choices(opts):
+    for name, choices in (("optimizer", ("lbfgs", "adam")), ("pooling", ("avg", "max")),
+                          ("device", ("auto", "cpu", "gpu"))):
+        if getattr(opts, name) not in choices:
+            raise UserError(f"{flag(name)} must be one of {', '.join(choices)}, not "
+                            f"{getattr(opts, name)!r}")
+    if not isinstance(opts.init, (str, Path)) or str(opts.init) == "":
+        raise UserError(f"--init must be content, noise, style or an image path, not {opts.init!r}")
+
+
+def _check_layers(opts):
+    valid = vgg19_layer_names()
+    for name in ("content_layers", "style_layers"):
+        layers = getattr(opts, name)
+        if isinstance(layers, str) or not isinstance(layers, (list, tuple)) or not layers:
+            raise UserError(f"{flag(name)} must list at least one layer, e.g. relu4_2")
+        for layer in layers:
+            if layer not in valid:
+                raise UserError(f"{flag(name)}: there is no layer {layer!r} in VGG-19; use "
+                                f"one of {', '.join(valid)}")
+        if len(set(layers)) != len(layers):
+            raise UserError(f"{flag(name)} names a layer twice ({', '.join(layers)}); list each "
+                            "layer once")
+
+
+def flag(name):
+    """The command-line spelling of an option: style_layers -> --style-layers."""
+    return "--" + name.replace("_", "-")
+
+
+# -- the command line -----------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises UserError (one line, exit 2 in __main__) instead of printing usage."""
+
+    def error(self, message):
+        raise UserError(f"{message}; see --help")
+
+
+def _name_list(text):
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _number_list(text):
+    try:
+        return [float(part) for part in _name_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}")
+
+
+def build_parser():
+    """The argparse parser of ``python -m minivgg.stylize``; defaults come from ``Options``."""
+    d = Options()
+    p = _Parser(prog="python -m minivgg.stylize",
+                description="Neural style transfer (Gatys, Ecker & Bethge, CVPR 2016): repaint "
+                "CONTENT in the style of STYLE (several styles are blended).")
+    p.add_argument("content", nargs="?", help="the photo whose layout is kept")
+    p.add_argument("style", nargs="*", help="one or more images whose style is copied")
+    p.add_argument("-o", "--output", help="result PNG (default: <content stem>_stylized.png)")
+    p.add_argument("--size", type=int, default=d.size, metavar="PX",
+                   help="longest side in pixels (%(default)s)")
+    p.add_argument("--iterations", type=int, default=d.iterations, metavar="N",
+                   help="(%(default)s)")
+    p.add_argument("--optimizer", default=d.optimizer, help="lbfgs or adam (%(default)s)")
+    p.add_argument("--learning-rate", type=float, metavar="LR",
+                   help=f"Adam's step in pixel units ({DEFAULT_ADAM_LR})")
+    _add_loss_options(p, d)
+    _add_image_options(p, d)
+    _add_run_options(p, d)
+    return p
+
+
+def _add_loss_options(p, d):
+    for name, what in (("content", "alpha"), ("style", "beta"), ("tv", "gamma, smoothing")):
+        p.add_argument(f"--{name}-weight", type=float, default=getattr(d, f"{name}_weight"),
+                       metavar="W", help=f"{what} (%(default)s)")
+    for name in ("content", "style"):
+        default = getattr(d, f"{name}_layers")
+        p.add_argument(f"--{name}-layers", type=_name_list, default=default, metavar="L,L",
+                       help=f"comma-separated ({','.join(default)})")
+    p.add_argument("--style-layer-weights", type=_number_list, metavar="W,W",
+                   help="one per style layer (equal)")
+    p.add_argument("--style-blend-weights", type=_number_list, metavar="W,W",
+                   help="one per style image (equal)")
+
+
+def _add_image_options(p, d):
+    p.add_argument("--style-scale", type=float, default=d.style_scale, metavar="S",
+                   help="style images' size relative to --size (%(default)s)")
+    p.add_argument("--init", default=d.init,
+                   help="content, noise, style or an image path (%(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="for the noise init and random weights (%(default)s)")
+    p.add_argument("--pooling", default=d.pooling, help="avg or max (%(default)s)")
+    p.add_argument("--preserve-colors", action="store_true",
+                   help="keep the content's colours (luminance-only transfer)")
+    p.add_argument("--weights", help="VGG-19 .mat file, or 'random' (default: search)")
+    p.add_argument("--device", default=d.device, help="auto, cpu or gpu (%(default)s)")
+
+
+def _add_run_options(p, d):
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, metavar="N",
+                   help="write OUT_<iteration>.png and the optimiser state every N iterations")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--print-every", type=int, default=d.print_every, metavar="N",
+                   help="print the loss terms every N iterations")
+    p.add_argument("--log", metavar="FILE.csv",
+                   help="one row per iteration: iteration,total,content,style,tv,seconds")
+    p.add_argument("--tol", type=float, default=d.tol, metavar="F",
+                   help="stop when the loss improves by less than this fraction over "
+                   "--tol-window iterations (off)")
+    p.add_argument("--tol-window", type=int, default=d.tol_window, metavar="N",
+                   help="(%(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no notices")
+    p.add_argument("--demo", action="store_true", help="use the built-in images")
+    p.add_argument("--force", action="store_true", help="skip the memory check")
+    p.add_argument("--explain", action="store_true",
+                   help="print the cost of one iteration layer by layer, then exit")
+    p.add_argument("--trace", action="store_true",
+                   help="print every op of the first iteration, forward and backward")
+
+
+def parse_args(argv=None):
+    """Options from a command line (sys.argv[1:] when None), validated."""
+    ns = build_parser().parse_intermixed_args(argv)   # options may come between the images
+    return validate(Options(**vars(ns)))

@@ -1,0 +1,256 @@
+"""Everything a run needs before its first iteration, each file checked before any work is done.
+
+The order matters to users: first the paths we will write (so a typo in ``-o`` costs nothing),
+then the images (read and resized), then the device and the network, then the memory check.
+Nothing is written here. Every problem is a ``UserError`` sentence.
+"""
+import re
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import miniautograd as ag
+
+from .. import image
+from ..errors import UserError
+from .checkpoint import STATE_SUFFIX, find_last
+from .options import vgg19_layer_names
+
+
+@dataclass
+class Job:
+    """The checked inputs of one run: images at their working sizes, paths, device, network."""
+    output: Path              # None only for the API without ``output=``
+    log: Path
+    content: np.ndarray       # rgb (H, W, 3) 0..255 at the working size
+    alpha: np.ndarray         # (H, W) 0..255 or None
+    styles: list              # rgb arrays, each at its own working size
+    init: np.ndarray          # rgb (H, W, 3), the starting image
+    device: str = "cpu"
+    net: object = None
+    resume_from: Path = None  # the state file --resume continues from
+
+
+# -- paths we will write --------------------------------------------------------------------------
+def input_paths(opts):
+    """The files the run reads (never to be overwritten)."""
+    sources = [opts.content, *opts.style]
+    if opts.init not in ("content", "noise", "style"):
+        sources.append(opts.init)
+    return [Path(s) for s in sources if isinstance(s, (str, Path))]
+
+
+def default_output(opts):
+    """<content stem>_stylized.png in the current folder (demo_stylized.png for --demo)."""
+    stem = "demo" if opts.demo else Path(opts.content).stem
+    return Path(f"{stem}_stylized.png")
+
+
+def check_target(path, what, inputs):
+    """Refuse to write ``path`` when it is an input, a folder, or in a missing/unwritable folder."""
+    path = Path(path)
+    for p in inputs:
+        if p.resolve() == path.resolve() or (p.exists() and path.exists() and p.samefile(path)):
+            raise UserError(f"{what} '{path}' is one of the input images; choose another name so "
+                            "the input is not overwritten")
+    if path.is_dir():
+        raise UserError(f"{what} '{path}' is a folder; give a file name inside it")
+    folder = path.parent
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"'{folder}' in the path of {what} is a file, not a folder; choose "
+                        "another path")
+    if not folder.is_dir():
+        raise UserError(f"the folder '{folder}' for {what} does not exist; create it first or "
+                        "choose another path")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError:
+        raise UserError(f"the folder '{folder}' for {what} is not writable; choose another "
+                        "folder or fix its permissions") from None
+
+
+def check_checkpoint_names(output, inputs):
+    """Refuse when an input is named like one of output's checkpoints (OUT_0100.png ...)."""
+    pattern = re.compile(re.escape(output.stem) + r"_\d+(\.png|" + re.escape(STATE_SUFFIX) + ")$")
+    for p in inputs:
+        if p.resolve().parent == output.resolve().parent and pattern.match(p.name):
+            raise UserError(f"the input '{p}' is named like a checkpoint of '{output}' and could "
+                            "be overwritten; rename it or choose another output name")
+
+
+def resolve_paths(opts, *, api=False):
+    """(output, log) after every check; the output is None for the API without ``output=``."""
+    if opts.output is None and not api:
+        opts.output = default_output(opts)
+    output = None if opts.output is None else Path(opts.output)
+    log = None if opts.log is None else Path(opts.log)
+    inputs = input_paths(opts)
+    if output is not None:
+        if output.suffix.lower() != ".png":
+            raise UserError(f"the output '{output}' must be a PNG file; give a name ending in .png")
+        check_target(output, "the output", inputs)
+        check_checkpoint_names(output, inputs)
+    elif opts.checkpoint_every or opts.resume:
+        raise UserError("checkpoints and --resume need an output file; pass output=...png")
+    if log is not None:
+        if output is not None and log.resolve() == output.resolve():
+            raise UserError(f"the log '{log}' is the output image; give the log its own name")
+        check_target(log, "the log", inputs)
+    return output, log
+
+
+# -- images ---------------------------------------------------------------------------------------
+def read_source(source, what):
+    """(rgb, alpha) of a path, a PIL image or an (H, W), (H, W, 3) or (H, W, 4) array, 0..255."""
+    if isinstance(source, (str, Path)):
+        return image.read_image(source)
+    if isinstance(source, Image.Image):
+        rgba = source.mode in ("RGBA", "LA", "PA") or "transparency" in source.info
+        source = np.asarray(source.convert("RGBA" if rgba else "RGB"))
+    a = np.asarray(source, dtype=np.float32)
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)              # (H, W) -> (H, W, 3)
+    if a.ndim != 3 or a.shape[2] not in (3, 4) or not np.all(np.isfinite(a)):
+        raise UserError(f"the {what} must be a path, a PIL image or an (H, W, 3) array of values "
+                        f"0..255; got an array of shape {a.shape}")
+    return np.clip(a[:, :, :3], 0, 255), (np.clip(a[:, :, 3], 0, 255) if a.shape[2] == 4 else None)
+
+
+def pixels_needed(layers):
+    """The smallest side the network can take down to the deepest of ``layers``: 2^(pools)."""
+    names = vgg19_layer_names()
+    deepest = max(names.index(layer) for layer in layers)
+    return 2 ** sum(name.startswith("pool") for name in names[:deepest + 1])
+
+
+def check_size(rgb, what, need, layers, *, resized=False):
+    """UserError when an image has a side shorter than ``need`` pixels."""
+    h, w = rgb.shape[:2]
+    if min(h, w) >= need:
+        return
+    deepest = max(layers, key=vgg19_layer_names().index)
+    fix = ("use a larger --size (or --style-scale) or a less elongated image" if resized else
+           f"use an image at least {need}x{need} pixels")
+    raise UserError(f"the {what} is {w}x{h} pixels{' after resizing' if resized else ''}, too "
+                    f"small for layer {deepest}, which needs at least {need} pixels on each "
+                    f"side; {fix}")
+
+
+def load_images(opts):
+    """(content, alpha, styles, init) at their working sizes, every image checked.
+
+    The content's longest side becomes ``size``; each style's ``round(style_scale * size)``.
+    The init image (``style`` or a path) is resized to the content's exact shape.
+    """
+    layers = [*opts.content_layers, *opts.style_layers]
+    need = pixels_needed(layers)
+    style_size = max(1, round(opts.style_scale * opts.size))
+    if opts.demo:
+        from .. import demo
+        content, alpha = demo.demo_content(max(opts.size, 16)), None
+        styles = [demo.demo_style(max(style_size, 16))]
+    else:
+        content, alpha = read_source(opts.content, "content image")
+        check_size(content, "content image", need, layers)
+        styles = []
+        for i, source in enumerate(opts.style):
+            rgb, _ = read_source(source, "style image")
+            check_size(rgb, "style image", need, layers)
+            styles.append(image.resize_longest(rgb, style_size))
+        content = image.resize_longest(content, opts.size)
+        alpha = None if alpha is None else image.resize_to(alpha, content.shape[:2])
+    check_size(content, "content image", need, layers, resized=True)
+    for rgb in styles:
+        check_size(rgb, "style image", need, layers, resized=True)
+    return content, alpha, styles, initial_image(opts, content, styles)
+
+
+def initial_image(opts, content, styles):
+    """The starting rgb (H, W, 3): the content, seeded uniform noise, the style, or a file."""
+    if opts.init == "content":
+        return content.copy()
+    if opts.init == "noise":
+        rng = np.random.default_rng(opts.seed)
+        return rng.uniform(0.0, 255.0, size=content.shape).astype(np.float32)
+    if opts.init == "style":
+        return image.resize_to(styles[0], content.shape[:2])
+    rgb, _ = read_source(opts.init, "init image")
+    return image.resize_to(rgb, content.shape[:2])
+
+
+# -- device, network, memory ----------------------------------------------------------------------
+def choose_device(requested):
+    """('cpu' or 'gpu', a notice or None). auto: the GPU when CuPy sees one, and a line saying
+    which was chosen."""
+    if requested == "gpu":
+        try:
+            ag.require_gpu()
+        except RuntimeError as exc:
+            raise UserError(f"--device gpu: {exc}") from None
+        device = "gpu"
+    elif requested == "auto":
+        device = "gpu" if ag.gpu_available() else "cpu"
+    else:
+        device = "cpu"
+    if requested != "auto":
+        return device, None
+    return device, ("device: GPU (CuPy)" if device == "gpu" else
+                    "device: CPU (NumPy); no GPU with CuPy found, --device gpu needs one")
+
+
+def load_network(opts, device):
+    """VGG-19 from ``--weights`` (or the search/fallback of minivgg.load_vgg19), on ``device``."""
+    from ..vgg import load_vgg19
+    net = load_vgg19(opts.weights, pooling=opts.pooling, seed=opts.seed)
+    if device == "gpu":
+        net.to_gpu()
+    return net
+
+
+def plan_options(opts):
+    """The keyword options of minivgg.plan's functions for this run."""
+    layers = [*opts.content_layers, *opts.style_layers]
+    return dict(deepest=max(layers, key=vgg19_layer_names().index), pooling=opts.pooling,
+                style_layers=tuple(opts.style_layers), optimizer=opts.optimizer)
+
+
+def check_memory(opts, net, shape, device):
+    """UserError when one iteration will not fit in free RAM / GPU memory (skipped by --force)."""
+    from .. import plan
+    if not opts.force:
+        plan.check_memory(net.conv_shapes(), tuple(shape), device=device, **plan_options(opts))
+
+
+def plan_text(opts, job):
+    """The text of --explain: the cost of one iteration on this run's content image."""
+    from .. import plan
+    p = plan.plan_iteration(job.net.conv_shapes(), job.content.shape[:2], **plan_options(opts))
+    xp = ag.require_gpu() if job.device == "gpu" else np
+    return plan.explain_text(p, gflops=plan.measure_matmul_gflops(xp), device=job.device)
+
+
+def prepare(opts, *, api=False, say=None):
+    """A Job for validated ``opts``; prints notices through ``say`` (stderr unless quiet)."""
+    say = say or (lambda line: None if opts.quiet else print(line, file=sys.stderr))
+    output, log = resolve_paths(opts, api=api)
+    resume_from = None
+    if opts.resume:
+        resume_from = find_last(output)
+        if resume_from is None:
+            raise UserError(f"--resume found no checkpoint of '{output}' (files like "
+                            f"{output.stem}_0100{STATE_SUFFIX} beside it); run without --resume, "
+                            "with --checkpoint-every N to make some")
+    content, alpha, styles, init = load_images(opts)
+    device, notice = choose_device(opts.device)
+    net = load_network(opts, device)
+    if not opts.explain:
+        for shape in [content.shape[:2]] + [s.shape[:2] for s in styles]:
+            check_memory(opts, net, shape, device)
+    if notice:
+        say(notice)                   # only now: a refused run prints its error line alone
+    return Job(output, log, content, alpha, styles, init, device, net, resume_from)

@@ -1,0 +1,116 @@
+"""Smoke tests of bench/ at tiny sizes: the scripts run, print their tables, and fail clearly.
+
+PyTorch is not needed: the comparison is tested only where it is installed.
+"""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))
+import bench_iteration  # noqa: E402
+import bench_layers  # noqa: E402
+import common  # noqa: E402
+
+
+def run_script(name, *args, block=()):
+    """Run bench/<name> in a fresh Python with the modules in ``block`` made unimportable."""
+    code = ("import runpy, sys\n"
+            + "".join(f"sys.modules[{m!r}] = None\n" for m in block)
+            + f"sys.argv = [{name!r}] + {list(args)!r}\n"
+            + f"runpy.run_path({str(ROOT / 'bench' / name)!r}, run_name='__main__')\n")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def net():
+    return common.build_network(seed=0)
+
+
+def test_bench_iteration_prints_times_and_rates(capsys):
+    bench_iteration.main(["--sizes", "16", "24", "--repeats", "1", "--no-memory"])
+    out = capsys.readouterr().out
+    assert "float32 matmul rate:" in out and "minivgg s/iter" in out
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["16"], ["24"])]
+    assert [row[0] for row in rows] == ["16", "24"]
+    for row in rows:
+        assert float(row[2]) > 0 and row[3] == "s"           # the median, then "s"
+        assert float(row[5]) > 0                              # GFLOP/s
+    assert "time ~ pixels^k from 16 to 24 px" in out
+
+
+def test_memory_worker_reports_growth_in_a_fresh_process():
+    result = run_script("bench_iteration.py", "--memory-worker", "minivgg", "--sizes", "16")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["growth"] > 0 and isinstance(report["reset"], bool)
+
+
+def test_problem_step_matches_the_objective(net):
+    problem = common.make_problem(net, (20, 28), seed=3)
+    loss, grad = problem.step()
+    assert np.isfinite(loss) and grad.shape == (1, 3, 20, 28) and np.all(np.isfinite(grad))
+    content, style, x = common.random_images((20, 28), seed=3)     # seeded: the same images
+    assert np.array_equal(problem.content, content) and np.array_equal(problem.x, x)
+
+
+def test_bench_layers_lists_layers_with_matmul_share(capsys):
+    bench_layers.main(["--size", "16", "--repeats", "1", "--deepest", "relu2_1"])
+    out = capsys.readouterr().out
+    names = [line.split()[0] for line in out.splitlines() if line[:4] in ("conv", "relu", "pool")]
+    assert names == ["conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1", "conv2_1", "relu2_1"]
+    assert "total fwd:" in out and "outside the matrix products" in out
+
+
+def test_matmul_times_cover_every_chunk():
+    forward, backward = bench_layers.matmul_times((1, 8, 12, 10), (16, 8, 3, 3), np, 2)
+    assert len(forward) == len(backward) == 2 and min(forward + backward) > 0
+
+
+@pytest.mark.parametrize("script, args", [
+    ("gpu_check.py", ["--no-tests"]),
+    ("bench_iteration.py", ["--device", "gpu", "--sizes", "16"]),
+    ("bench_layers.py", ["--device", "gpu", "--size", "16"])])
+def test_without_cupy_the_gpu_scripts_say_so(script, args):
+    result = run_script(script, *args, block=["cupy"])
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and "CuPy" in result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_compare_torch_without_torch_says_how_to_install():
+    result = run_script("bench_iteration.py", "--compare", "torch", "--sizes", "16",
+                        block=["torch"])
+    assert result.returncode == 2 and "needs PyTorch" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_tf32_needs_the_gpu_and_cupy_tf32():
+    with pytest.raises(SystemExit):
+        bench_iteration.parse_args(["--tf32"])
+
+
+def test_torch_reference_agrees_with_minivgg(net):
+    torch = pytest.importorskip("torch")
+    problem = common.make_problem(net, (24, 20), seed=1)
+    reference = bench_iteration.TorchProblem(bench_iteration.import_torch("cpu"), problem, "cpu")
+    loss_error, grad_error = bench_iteration.agreement(problem.step(), reference.step())
+    assert loss_error < 1e-4 and grad_error < 1e-4
+    assert torch.get_num_threads() == common.cpu_threads()
+
+
+def test_helpers(tmp_path):
+    pixels = np.array([256, 512, 1024]) ** 2
+    assert common.fitted_exponent(pixels, 3e-6 * pixels ** 1.3) == pytest.approx(1.3)
+    assert common.summary([3.0, 1.0, 2.0]) == (2.0, 1.0, 3.0)
+    assert common.format_time([1.0, 2.0, 3.0]) == "2.000 s (1.000-3.000)"
+    status = tmp_path / "status"
+    status.write_text("Name:\tpython\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n")
+    assert common.proc_status_bytes("VmHWM", status) == 2048 * 1024
+    assert common.proc_status_bytes("VmSwap", status) is None
+    assert common.peak_rss_bytes() > 0
+    assert common.seconds(lambda: None) >= 0

@@ -1,0 +1,283 @@
+"""minivgg.optim: L-BFGS against SciPy's L-BFGS-B, Adam, exact resumption, non-finite losses."""
+import math
+
+import numpy as np
+import pytest
+import scipy.optimize as so
+
+from miniautograd import get_array_module, to_cpu
+
+from minivgg.optim import LBFGS, Adam, NonFiniteLoss
+
+
+def rosenbrock(x):
+    """The Rosenbrock function in float64 whatever x's dtype; the gradient in x's dtype."""
+    x64 = np.asarray(x, dtype=np.float64)
+    return float(so.rosen(x64)), so.rosen_der(x64).astype(x.dtype)
+
+
+def rosen_start(n, dtype=np.float64):
+    x0 = np.full(n, -1.2, dtype=dtype)
+    x0[1::2] = 1.0
+    return x0
+
+
+def make_quadratic(shape, seed=0):
+    """f(x) = 1/2 x^T A x - b^T x on x of any shape (flattened), A SPD with condition ~100."""
+    rng = np.random.default_rng(seed)
+    n = int(np.prod(shape))
+    q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    A = q @ np.diag(np.geomspace(1.0, 100.0, n)) @ q.T
+    b = rng.normal(size=n)
+
+    def fn(x):
+        xp = get_array_module(x)
+        flat = x.reshape(-1)                                      # (shape) -> (n,)
+        g = xp.asarray(A) @ flat - xp.asarray(b)
+        return float(0.5 * flat @ (g - xp.asarray(b))), g.reshape(x.shape)   # (n,) -> (shape)
+    return fn, np.linalg.solve(A, b).reshape(shape)
+
+
+def run(opt, steps, gtol=None):
+    for _ in range(steps):
+        opt.step()
+        if opt.converged or (gtol and float(abs(opt.grad).max()) < gtol):
+            break
+    return opt
+
+
+# ------------------------------------------------------------------------ L-BFGS vs SciPy
+@pytest.mark.parametrize("n", [2, 5, 10])
+def test_lbfgs_matches_scipy_on_rosenbrock(n):
+    x0 = rosen_start(n)
+    ref = so.minimize(rosenbrock, x0, jac=True, method="L-BFGS-B",
+                      options=dict(maxcor=10, gtol=1e-9, ftol=0.0))
+    opt = run(LBFGS(x0, rosenbrock, history=10), 500, gtol=1e-9)
+    np.testing.assert_allclose(opt.x, ref.x, atol=1e-6)
+    np.testing.assert_allclose(opt.x, np.ones(n), atol=1e-6)
+    assert 0.5 * ref.nit - 5 <= opt.iteration <= 1.5 * ref.nit + 5      # the same ballpark
+    assert opt.n_evals <= 2 * ref.nfev + 10
+    assert opt.loss == pytest.approx(rosenbrock(opt.x)[0])
+
+
+def test_lbfgs_on_a_convex_quadratic_of_any_shape():
+    fn, minimiser = make_quadratic((3, 4))
+    x0 = np.zeros((3, 4))
+    ref = so.minimize(lambda v: fn(v.reshape(3, 4))[:1] + (fn(v.reshape(3, 4))[1].ravel(),),
+                      x0.ravel(), jac=True, method="L-BFGS-B", options=dict(gtol=1e-10, ftol=0.0))
+    opt = run(LBFGS(x0, fn), 200, gtol=1e-10)
+    assert opt.x.shape == (3, 4)
+    np.testing.assert_allclose(opt.x, minimiser, atol=1e-7)
+    np.testing.assert_allclose(opt.x.ravel(), ref.x, atol=1e-5)
+    assert opt.iteration <= 1.5 * ref.nit + 5
+
+
+def test_lbfgs_in_float32_stays_float32_and_converges():
+    opt = LBFGS(rosen_start(6, np.float32), rosenbrock)
+    losses = [opt.step() for _ in range(150)]
+    assert opt.x.dtype == np.float32 and opt.grad.dtype == np.float32
+    np.testing.assert_allclose(opt.x, 1.0, atol=1e-3)
+    assert all(b <= a for a, b in zip(losses, losses[1:]))           # a descent method
+
+
+def test_lbfgs_steps_satisfy_the_strong_wolfe_conditions():
+    calls = []
+
+    def fn(x):
+        calls.append(x.copy())
+        return rosenbrock(x)
+    opt = LBFGS(rosen_start(4), fn)
+    opt.step()
+    for _ in range(10):
+        x, loss, g = opt.x.copy(), opt.loss, opt.grad.copy()
+        opt.step()
+        s = opt.x - x                       # the step taken: a * d
+        assert opt.loss <= loss + 1e-4 * float(g @ s)                  # sufficient decrease
+        assert abs(float(opt.grad @ s)) <= 0.9 * abs(float(g @ s)) + 1e-12     # curvature
+
+
+def test_curvature_pairs_with_non_positive_s_y_are_skipped():
+    opt = LBFGS(np.zeros(3), lambda x: (0.0, np.zeros(3)))
+    opt._remember(np.array([1.0, 0, 0]), np.array([-1.0, 0, 0]))      # s^T y < 0
+    opt._remember(np.array([1.0, 0, 0]), np.array([0.0, 0, 0]))       # y = 0
+    assert opt.s == []
+    opt._remember(np.array([1.0, 0, 0]), np.array([2.0, 0, 0]))
+    assert len(opt.s) == 1 and opt.rho == [0.5]
+
+
+def test_two_loop_recursion_equals_the_bfgs_inverse_hessian():
+    # With pairs from a quadratic, the two-loop result must equal H g for the explicitly built
+    # BFGS inverse: H <- (I - rho s y^T) H (I - rho y s^T) + rho s s^T, from H0 = gamma I.
+    rng = np.random.default_rng(1)
+    opt = LBFGS(np.zeros(5), lambda x: (0.0, x), history=3)
+    A = np.diag([1.0, 2.0, 3.0, 5.0, 8.0])
+    for _ in range(4):
+        s = rng.normal(size=5)
+        opt._remember(s, A @ s)
+    assert len(opt.s) == 3                                             # the oldest was dropped
+    gamma = float(opt.s[-1] @ opt.y[-1] / (opt.y[-1] @ opt.y[-1]))
+    H = gamma * np.eye(5)
+    for s, y, rho in zip(opt.s, opt.y, opt.rho):
+        V = np.eye(5) - rho * np.outer(y, s)
+        H = V.T @ H @ V + rho * np.outer(s, s)
+    g = rng.normal(size=5)
+    np.testing.assert_allclose(opt._direction(g), -H @ g, rtol=1e-10)
+
+
+def test_stationary_point_converges_without_moving():
+    opt = LBFGS(np.ones(4), lambda x: (1.0, np.zeros(4)))
+    assert opt.step() == 1.0 and opt.converged and opt.iteration == 1
+    opt.step()
+    np.testing.assert_array_equal(opt.x, 1.0)
+    assert opt.iteration == 2 and opt.n_evals == 1
+
+
+# ------------------------------------------------------------------------------- Adam
+def test_adam_first_step_is_lr_times_the_sign_of_the_gradient():
+    # Bias correction makes m_hat = g and v_hat = g^2 on step 1, so x moves by -lr * g / |g|.
+    x0 = np.array([1.0, -2.0, 3.0])
+    opt = Adam(x0, lambda x: (float(x @ x), 2 * x * np.array([1.0, 10.0, 0.1])), lr=0.05)
+    opt.step()
+    np.testing.assert_allclose(opt.x, x0 - 0.05 * np.sign(x0), rtol=1e-6)
+    assert opt.loss == pytest.approx(float(opt.x @ opt.x)) and opt.n_evals == 2
+
+
+def test_adam_minimises_a_quadratic():
+    fn, minimiser = make_quadratic((6,), seed=3)
+    opt = Adam(np.zeros(6), fn, lr=0.02, betas=(0.9, 0.99))
+    start = fn(np.zeros(6))[0]
+    run(opt, 3000)
+    assert opt.loss < start
+    np.testing.assert_allclose(opt.x, minimiser, atol=1e-3)
+
+
+def test_adam_matches_the_written_update_rule():
+    rng = np.random.default_rng(2)
+    c = rng.normal(size=(2, 3))
+    fn = lambda x: (float(((x - c) ** 4).sum()), 4 * (x - c) ** 3)   # noqa: E731
+    opt = Adam(np.zeros((2, 3)), fn, lr=0.1, betas=(0.8, 0.9), eps=1e-3)
+    x, m, v = np.zeros((2, 3)), 0.0, 0.0
+    for t in range(1, 6):
+        g = fn(x)[1]
+        m, v = 0.8 * m + 0.2 * g, 0.9 * v + 0.1 * g * g
+        x = x - 0.1 * (m / (1 - 0.8 ** t)) / (np.sqrt(v / (1 - 0.9 ** t)) + 1e-3)
+        opt.step()
+    np.testing.assert_allclose(opt.x, x, rtol=1e-12)
+    assert opt.iteration == 5
+
+
+# ----------------------------------------------------------------------- state round trip
+@pytest.mark.parametrize("make", [lambda x0, fn: LBFGS(x0, fn, history=4),
+                                  lambda x0, fn: Adam(x0, fn, lr=0.01)], ids=["lbfgs", "adam"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_resuming_from_a_saved_state_gives_the_same_trajectory(tmp_path, make, dtype):
+    x0 = rosen_start(6, dtype)
+    straight = make(x0, rosenbrock)
+    losses = [straight.step() for _ in range(14)]
+    first = make(x0, rosenbrock)
+    resumed_losses = [first.step() for _ in range(7)]
+    np.savez(tmp_path / "state.npz", **first.state_dict())            # through a file, as stylize
+    second = make(np.zeros(6, dtype), rosenbrock)
+    second.load_state_dict(np.load(tmp_path / "state.npz"))
+    resumed_losses += [second.step() for _ in range(7)]
+    assert resumed_losses == losses
+    np.testing.assert_array_equal(second.x, straight.x)
+    assert (second.iteration, second.n_evals) == (straight.iteration, straight.n_evals)
+    assert second.x.dtype == dtype
+
+
+def test_state_dict_holds_plain_values_and_loads_before_the_first_step():
+    opt = LBFGS(np.ones(3), rosenbrock)
+    state = opt.state_dict()
+    assert "grad" not in state and state["s"].shape == (0, 3)
+    opt.step()
+    state = opt.state_dict()
+    for key, value in state.items():
+        assert isinstance(value, (int, float, bool, str, np.ndarray)), key
+    other = LBFGS(np.zeros(3), rosenbrock)
+    other.load_state_dict(LBFGS(np.full(3, 2.0), rosenbrock).state_dict())
+    np.testing.assert_array_equal(other.x, 2.0)
+    assert other.grad is None
+
+
+def test_load_state_dict_refuses_the_wrong_optimiser_or_shape():
+    adam = Adam(np.ones(3), rosenbrock)
+    with pytest.raises(ValueError, match="adam"):
+        LBFGS(np.ones(3), rosenbrock).load_state_dict(adam.state_dict())
+    with pytest.raises(ValueError, match="shape"):
+        Adam(np.ones(4), rosenbrock).load_state_dict(adam.state_dict())
+
+
+# ------------------------------------------------------------------- non-finite and errors
+def nan_after(k, fn):
+    """fn, but NaN from the (k+1)-th call on."""
+    calls = [0]
+
+    def wrapped(x):
+        calls[0] += 1
+        loss, g = fn(x)
+        return (math.nan, g) if calls[0] > k else (loss, g)
+    return wrapped
+
+
+@pytest.mark.parametrize("make", [lambda fn: LBFGS(rosen_start(4), fn),
+                                  lambda fn: Adam(rosen_start(4), fn, lr=0.01)],
+                         ids=["lbfgs", "adam"])
+def test_non_finite_loss_raises_and_keeps_the_last_finite_point(make):
+    opt = make(nan_after(12, rosenbrock))
+    with pytest.raises(NonFiniteLoss, match="non-finite"):
+        for _ in range(100):
+            x, loss, iteration = opt.x.copy(), opt.loss, opt.iteration
+            opt.step()
+    np.testing.assert_array_equal(opt.x, x)
+    assert opt.loss == loss and math.isfinite(opt.loss) and opt.iteration == iteration
+    assert np.isfinite(opt.state_dict()["x"]).all()
+
+
+def test_non_finite_at_the_start_raises():
+    bad_grad = lambda x: (1.0, np.full_like(x, np.inf))                # noqa: E731
+    for opt in (LBFGS(np.ones(2), bad_grad), Adam(np.ones(2), bad_grad)):
+        with pytest.raises(NonFiniteLoss):
+            opt.step()
+        assert opt.grad is None and opt.iteration == 0
+
+
+def test_lbfgs_backs_off_from_steps_that_overflow():
+    # f(x) = exp(x) - 2x has its minimum at log 2; far left the slope barely changes, so the
+    # quasi-Newton step is huge and lands where f is reported as infinite. The search must shrink.
+    blown = [0]
+
+    def fn(x):
+        if x[0] > 3.0:
+            blown[0] += 1
+            return math.inf, np.array([math.inf])
+        return float(np.exp(x[0]) - 2 * x[0]), np.exp(x) - 2
+    opt = run(LBFGS(np.array([-10.0]), fn), 60, gtol=1e-10)
+    assert blown[0] > 0
+    assert opt.x[0] == pytest.approx(math.log(2), abs=1e-8)
+
+
+def test_bad_arguments():
+    with pytest.raises(TypeError, match="float"):
+        LBFGS(np.arange(3), rosenbrock)
+    with pytest.raises(ValueError, match="c1"):
+        LBFGS(np.ones(3), rosenbrock, c1=0.95)
+    with pytest.raises(ValueError, match="lr"):
+        Adam(np.ones(3), rosenbrock, lr=-1.0)
+    with pytest.raises(ValueError, match="shape"):
+        LBFGS(np.ones(3), lambda x: (1.0, np.ones(4))).step()
+
+
+# ------------------------------------------------------------------------------ on the GPU
+@pytest.mark.parametrize("cls, options", [(LBFGS, {}), (Adam, {"lr": 0.05})])
+def test_optimisers_stay_on_the_array_module_of_x0(xp, cls, options):
+    fn, minimiser = make_quadratic((2, 5), seed=4)
+    on_device = run(cls(xp.zeros((2, 5)), fn, **options), 40)
+    on_host = run(cls(np.zeros((2, 5)), fn, **options), 40)
+    assert type(on_device.x) is type(xp.zeros(1)) and type(on_device.grad) is type(on_device.x)
+    np.testing.assert_allclose(to_cpu(on_device.x), on_host.x, rtol=1e-6, atol=1e-8)
+    state = on_device.state_dict()
+    assert isinstance(state["x"], np.ndarray)
+    again = cls(xp.zeros((2, 5)), fn, **options)
+    again.load_state_dict(state)
+    assert type(again.x) is type(on_device.x)

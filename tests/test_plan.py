@@ -1,0 +1,291 @@
+"""The cost model of minivgg/plan.py: multiply-adds, shapes, memory, the machine, the text."""
+import math
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import miniautograd as ag
+from miniautograd import conv
+from minivgg import plan as P
+from minivgg.errors import UserError
+
+# VGG-19's channel plan, written out here rather than read from the code under test.
+BLOCKS = [[64, 64], [128, 128], [256] * 4, [512] * 4, [512] * 4]
+STYLE = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+
+
+def vgg19_conv_shapes():
+    shapes, c = [], 3
+    for b, block in enumerate(BLOCKS, start=1):
+        for i, o in enumerate(block, start=1):
+            shapes.append((f"conv{b}_{i}", (o, c, 3, 3)))
+            c = o
+    return shapes
+
+
+@pytest.fixture
+def shapes():
+    return vgg19_conv_shapes()
+
+
+def test_512_forward_to_relu5_1_is_361152_macs_per_pixel(shapes):
+    plan = P.plan_iteration(shapes, (512, 512), deepest="relu5_1")
+    assert plan.forward_macs == 361_152 * 512 * 512
+    assert P.format_count(plan.forward_macs) == "94.7 G"
+    assert plan.flop == 2 * 2 * 361_152 * 512 * 512            # no style layers: no Gram term
+    text = P.explain_text(plan)
+    assert "361,152 per pixel" in text and "722,304 per pixel" in text and "94.7 G" in text
+
+
+def naive_macs(size, deepest_block, convs_in_last, *, ceil):
+    """Multiply-adds counted layer by layer from the channel plan, independently of plan.py."""
+    (h, w), c, total = size, 3, 0
+    for b, block in enumerate(BLOCKS[:deepest_block], start=1):
+        for o in block[:convs_in_last if b == deepest_block else None]:
+            total += h * w * o * c * 9
+            c = o
+        h, w = (-(-h // 2), -(-w // 2)) if ceil else (h // 2, w // 2)
+    return total
+
+
+@pytest.mark.parametrize("pool_pad, ceil", [((0, 1, 0, 1), True), (0, False)])
+@pytest.mark.parametrize("size, deepest, block, convs", [
+    ((100, 70), "relu4_2", 4, 2), ((37, 53), "conv3_1", 3, 1), ((64, 48), "relu5_1", 5, 1)])
+def test_macs_and_shapes_on_odd_sizes(shapes, size, deepest, block, convs, pool_pad, ceil):
+    pads = (pool_pad,) * 4 if pool_pad == 0 else pool_pad
+    layers = P.layer_costs(shapes, size, deepest=deepest, batch=2, pool_pad=pads)
+    assert layers[-1].name == deepest
+    assert sum(layer.macs for layer in layers) == 2 * naive_macs(size, block, convs, ceil=ceil)
+    pools = [layer for layer in layers if layer.kind == "pool"]
+    h, w = size
+    for pool in pools:                # 2x2 stride 2: halves, rounding up with VGG's padding
+        h, w = (-(-h // 2), -(-w // 2)) if ceil else (h // 2, w // 2)
+        assert pool.shape[2:] == (h, w)
+    for layer in layers:
+        assert layer.out_bytes == 4 * math.prod(layer.shape)
+
+
+def test_sequence_places_relus_and_pools(shapes):
+    names = [name for name, _ in P.vgg_layer_sequence([n for n, _ in shapes])]
+    assert names[:6] == ["conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1", "conv2_1"]
+    assert names.index("pool4") == names.index("relu4_4") + 1
+    assert names[-1] == "pool5" and len(names) == 16 * 2 + 5
+
+
+def test_stops_at_the_deepest_layer(shapes):
+    full = P.plan_iteration(shapes, (64, 64), deepest="relu5_1")
+    short = P.plan_iteration(shapes, (64, 64), deepest="relu4_2")
+    assert [la.name for la in short.layers] == [la.name for la in full.layers][:len(short.layers)]
+    assert short.layers[-1].name == "relu4_2" and short.forward_macs < full.forward_macs
+
+
+def test_user_errors_for_unknown_layer_and_small_image(shapes):
+    with pytest.raises(UserError, match="no layer 'relu6_1'"):
+        P.plan_iteration(shapes, (64, 64), deepest="relu6_1")
+    unpadded = (0, 0, 0, 0)
+    with pytest.raises(UserError, match="at least 16 pixels"):
+        P.plan_iteration(shapes, (15, 300), deepest="relu5_1", pool_pad=unpadded)
+    with pytest.raises(UserError, match="at least 8 pixels"):
+        P.plan_iteration(shapes, (300, 7), deepest="conv4_1", pool_pad=unpadded)
+    P.plan_iteration(shapes, (16, 16), deepest="relu5_1", pool_pad=unpadded)   # just enough
+    assert P.plan_iteration(shapes, (1, 1)).layers[-1].shape == (1, 512, 1, 1)  # ceil mode
+    with pytest.raises(UserError, match="deeper than relu3_1"):
+        P.plan_iteration(shapes, (64, 64), deepest="relu3_1", style_layers=STYLE)
+
+
+def test_shape_and_option_errors_name_the_problem(shapes):
+    bad = list(shapes)
+    bad[1] = ("conv1_2", (64, 32, 3, 3))
+    with pytest.raises(ValueError, match="conv1_2 expects 32 input channels but gets 64"):
+        P.plan_iteration(bad, (64, 64))
+    with pytest.raises(ValueError, match="pooling"):
+        P.plan_iteration(shapes, (64, 64), pooling="sum")
+    with pytest.raises(ValueError, match="optimizer"):
+        P.plan_iteration(shapes, (64, 64), optimizer="sgd")
+    with pytest.raises(ValueError, match="conv<block>_<index>"):
+        P.vgg_layer_sequence(["fc6"])
+
+
+def test_gram_macs_of_style_layers(shapes):
+    plan = P.plan_iteration(shapes, (128, 96), style_layers=STYLE)
+    by_name = {la.name: la for la in plan.layers}
+    expected = sum(c * c * h * w for _, c, h, w in (by_name[s].shape for s in STYLE))
+    assert plan.gram_macs == expected
+    assert plan.flop == 4 * (plan.forward_macs + expected)
+    assert 0.03 < plan.gram_macs / plan.forward_macs < 0.07       # "about 5%", as the issue says
+
+
+def test_memory_terms(shapes):
+    avg = P.plan_iteration(shapes, (64, 32), pooling="avg", optimizer="lbfgs", history=10)
+    mx = P.plan_iteration(shapes, (64, 32), pooling="max", optimizer="lbfgs", history=10)
+    adam = P.plan_iteration(shapes, (64, 32), optimizer="adam")
+    image = 3 * 64 * 32 * 4
+    assert avg.image_bytes == image
+    assert avg.state_bytes == (2 * 10 + 4) * image and adam.state_bytes == 4 * image
+    relu_masks = sum(math.prod(la.shape) for la in avg.layers if la.kind == "relu")
+    outputs = sum(la.out_bytes for la in avg.layers)
+    assert avg.loss_bytes == 2 * image and avg.target_bytes == 0     # TV only: no layers given
+    assert avg.kept_bytes == image + outputs + relu_masks + avg.loss_bytes
+    argmax = sum(math.prod(la.shape) for la in mx.layers if la.kind == "pool")    # uint8
+    assert mx.kept_bytes == avg.kept_bytes + argmax
+    weights = sum((o * c * 9 + o) * 4 for _, (o, c, _, _) in shapes)
+    assert avg.weight_bytes == weights
+    assert avg.peak_bytes == weights + avg.kept_bytes + avg.transient_bytes + avg.state_bytes
+    losses = P.plan_iteration(shapes, (64, 32), style_layers=STYLE, content_layers=["relu4_2"])
+    grams = 4 * (64 ** 2 + 128 ** 2 + 256 ** 2 + 512 ** 2 + 512 ** 2)
+    relu4_2 = 4 * 512 * 8 * 4
+    assert losses.target_bytes == grams + relu4_2
+    assert losses.loss_bytes == 3 * grams + relu4_2 + 2 * image
+    assert losses.merge_bytes == 3 * 4 * 64 * 64 * 32 and avg.merge_bytes == 0   # at relu1_1
+    assert losses.transient_bytes == max(losses.merge_bytes, avg.transient_bytes)
+    conv1_2 = P.layer_costs(shapes, (32, 16), deepest="conv1_2")[-1]
+    assert conv1_2.buffer_bytes == 32 * 16 * 64 * 9 * 4        # (OH*OW, C*KH*KW) float32
+    double = P.plan_iteration(shapes, (64, 32), itemsize=8)
+    assert double.transient_bytes == 2 * avg.transient_bytes
+
+
+@pytest.mark.parametrize("device, chunk", [("cpu", conv.CHUNK_CPU), ("gpu", conv.CHUNK_GPU)])
+def test_im2col_buffer_is_chunked_at_large_sizes(shapes, device, chunk):
+    conv1_2 = P.layer_costs(shapes, (1024, 1024), deepest="conv1_2", device=device)[-1]
+    full = 1024 * 1024 * 64 * 9 * 4                             # the unchunked col, 2.25 GiB
+    assert conv1_2.buffer_bytes <= 4 * chunk < full
+    assert conv1_2.buffer_bytes % (64 * 9 * 1024 * 4) == 0      # whole output rows
+    assert 2 * conv1_2.buffer_bytes > 4 * chunk                 # as many rows as fit
+
+
+def traced_peak(run):
+    """(result, peak bytes newly allocated while run() ran), NumPy's buffers included."""
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        result = run()
+        return result, tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+# NumPy's ufuncs may buffer strided operands (at most 8192 elements each, 3 operands), and
+# Python objects take a little: the slack allowed on top of the model's arrays.
+SLACK = 3 * 8192 * 4 + 4096
+
+
+@pytest.mark.parametrize("shape, rows_per_chunk", [((1, 16, 64, 48), 10), ((3, 8, 30, 20), None)])
+def test_conv_model_matches_what_conv2d_allocates(shape, rows_per_chunk):
+    rng = np.random.default_rng(0)
+    n, c, h, w = shape
+    x = rng.standard_normal(shape).astype(np.float32)
+    W = rng.standard_normal((32, c, 3, 3)).astype(np.float32)
+    chunk = c * 9 * w * (rows_per_chunk or h * n)
+    col, transient = P.conv_buffer_bytes(n, c, h, w, 32, 3, 3, chunk=chunk)
+    assert col == 4 * chunk
+    padded, y_bytes = 4 * n * c * (h + 2) * (w + 2), 4 * n * 32 * h * w
+    y, forward_peak = traced_peak(lambda: conv.conv2d_forward(x, W, None, 1, 1, chunk=chunk))
+    assert forward_peak == pytest.approx(y_bytes + padded + col, abs=SLACK)
+    _, backward_peak = traced_peak(lambda: conv.conv2d_grad_input(y, W, shape, 1, 1, chunk=chunk))
+    assert backward_peak + y_bytes == pytest.approx(transient, abs=SLACK)   # gy existed already
+
+
+def test_peak_grows_with_size(shapes):
+    plans = [P.plan_iteration(shapes, (s, s)) for s in (32, 64, 128, 256, 512)]
+    peaks = [plan.peak_bytes - plan.weight_bytes for plan in plans]
+    assert all(a < b for a, b in zip(peaks, peaks[1:]))
+    assert 3.5 < peaks[4] / peaks[3] < 4.0          # about linear in the pixel count
+    gpu = P.plan_iteration(shapes, (512, 512), device="gpu")
+    assert gpu.transient_bytes > plans[4].transient_bytes     # larger im2col chunks on the GPU
+
+
+def test_largest_size_that_fits_is_the_boundary(shapes):
+    budget = P.plan_iteration(shapes, (300, 200)).peak_bytes
+    longest = P.largest_size_that_fits(shapes, budget, shape=(3, 2))
+    assert longest >= 300
+    assert P.plan_iteration(shapes, P.scaled_size((3, 2), longest)).peak_bytes <= budget
+    assert P.plan_iteration(shapes, P.scaled_size((3, 2), longest + 1)).peak_bytes > budget
+    assert P.largest_size_that_fits(shapes, 1000, shape=(3, 2)) == 0
+    assert P.scaled_size((300, 200), 600) == (600, 400)
+
+
+def test_check_memory_refuses_with_the_size_that_fits(shapes):
+    plan = P.check_memory(shapes, (128, 128), available=10 * P.GIB)
+    assert plan.size == (128, 128)
+    budget = P.plan_iteration(shapes, (256, 256)).peak_bytes
+    with pytest.raises(UserError) as info:
+        P.check_memory(shapes, (512, 512), available=budget)
+    message = str(info.value)
+    longest = P.largest_size_that_fits(shapes, budget, shape=(512, 512))
+    assert f"--size {longest} or less" in message and 256 <= longest < 512
+    assert message.count(". ") == 0 and "\n" not in message     # one sentence
+    with pytest.raises(UserError, match="free some memory"):
+        P.check_memory(shapes, (512, 512), available=1000)
+
+
+def test_measure_matmul_gflops_numpy():
+    rate = P.measure_matmul_gflops(np, n=64, repeats=3)
+    assert np.isfinite(rate) and rate > 0
+
+
+def test_meminfo_and_cgroup_parsing(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:  2000 kB\nMemFree:  100 kB\nMemAvailable:   1500 kB\n")
+    assert P.meminfo_available(meminfo) == 1500 * 1024
+    meminfo.write_text("MemTotal:  2000 kB\n")
+    assert P.meminfo_available(meminfo) is None
+    assert P.meminfo_available(tmp_path / "absent") is None
+    (tmp_path / "memory.max").write_text("max\n")
+    (tmp_path / "memory.current").write_text("4096\n")
+    assert P.cgroup_free(tmp_path) is None
+    (tmp_path / "memory.max").write_text("10000\n")
+    assert P.cgroup_free(tmp_path) == 10000 - 4096
+
+
+def test_available_memory_cpu():
+    free = P.available_memory_bytes("cpu")
+    assert free is None or free > 0
+    with pytest.raises(ValueError, match="device"):
+        P.available_memory_bytes("tpu")
+
+
+@pytest.mark.gpu
+def test_gpu_rate_and_memory():
+    if not ag.gpu_available():
+        pytest.skip("CuPy with a CUDA device is not available")
+    cupy = ag.require_gpu()
+    assert P.available_memory_bytes("gpu") > 0
+    assert P.measure_matmul_gflops(cupy, n=512, repeats=3) > 0
+
+
+def test_explain_text_lists_every_layer_and_the_totals(shapes):
+    plan = P.plan_iteration(shapes, (96, 128), deepest="relu4_2", style_layers=STYLE[:4])
+    text = P.explain_text(plan, gflops=100.0)
+    rows = [line.split()[0] for line in text.splitlines()[3:3 + len(plan.layers)]]
+    assert rows == [la.name for la in plan.layers]
+    assert "512 x 12 x 16" in text                              # relu4_2 after three pools
+    seconds = plan.flop / 100e9
+    assert f"{seconds:.2f} s" in text and "Gram matrices" in text
+    assert P.format_bytes(plan.peak_bytes) in text
+    assert "estimated time" not in P.explain_text(plan)
+
+
+def test_formatting():
+    assert P.format_bytes(512) == "512 B" and P.format_bytes(1536) == "1.5 KiB"
+    assert P.format_bytes(3 * P.GIB) == "3.0 GiB" and P.format_bytes(5 * 1024 ** 4) == "5120.0 GiB"
+    assert P.format_count(94_730_452_992) == "94.7 G" and P.format_count(999) == "999"
+
+
+def test_model_matches_the_memory_of_a_real_iteration(shapes):
+    """kept + transient against what one Objective.value_and_grad really allocates (tracemalloc)."""
+    from minivgg.losses import Objective, content_targets, layer_weights, style_targets
+    from minivgg.vgg import load_vgg19
+    net = load_vgg19("random", seed=0)
+    assert net.conv_shapes() == shapes
+    rng = np.random.default_rng(1)
+    content, style, x = (rng.uniform(-100, 100, (1, 3, 64, 40)).astype(np.float32)
+                         for _ in range(3))
+    objective = Objective(net, content_targets(net, content, ["relu4_2"]),
+                          style_targets(net, [style], STYLE), layer_weights(STYLE),
+                          content_weight=1.0, style_weight=1.0, tv_weight=1.0)
+    _, measured = traced_peak(lambda: objective.value_and_grad(x))
+    plan = P.plan_iteration(shapes, (64, 40), style_layers=STYLE, content_layers=["relu4_2"])
+    # Within 10%: small arrays (scalars, views, Python objects) are not modelled.
+    assert measured == pytest.approx(plan.kept_bytes + plan.transient_bytes, rel=0.1)

@@ -1,0 +1,195 @@
+"""stylize end to end on a tiny VGG-19-shaped .mat (4-8 channels): every option, at 32-48 px."""
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import minivgg
+from minivgg.image import rgb_to_yiq
+from minivgg.stylize.__main__ import main
+from matfiles import write_tiny_vgg19_mat
+
+
+@pytest.fixture(scope="session")
+def tiny_mat(tmp_path_factory):
+    path = tmp_path_factory.mktemp("weights") / "tiny-vgg19.mat"
+    write_tiny_vgg19_mat(path)
+    return path
+
+
+@pytest.fixture
+def images(tmp_path, monkeypatch):
+    """content.png (48x36, a smooth picture) and style.png (stripes); cwd is their folder."""
+    y, x = np.mgrid[0:36, 0:48]
+    content = np.stack([x * 5, y * 7, 255 - x * 5], axis=2).astype(np.uint8)
+    style = np.where((x[:32, :32] // 4 + y[:32, :32] // 4) % 2 == 0, 230, 20)
+    style = np.stack([style, style // 2, 255 - style], axis=2).astype(np.uint8)
+    Image.fromarray(content).save(tmp_path / "content.png")
+    Image.fromarray(style).save(tmp_path / "style.png")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "content.png", tmp_path / "style.png"
+
+
+def run(tiny_mat, images, *extra, iterations=3, size=32):
+    """Run the program in-process on the tiny net; return its exit status."""
+    content, style = images
+    argv = [content, style, "--weights", tiny_mat, "--size", size, "--iterations", iterations,
+            "--quiet", *extra]
+    return main([str(a) for a in argv])
+
+
+def api(tiny_mat, images, **options):
+    content, style = images
+    options = {"weights": str(tiny_mat), "size": 32, "iterations": 3, "quiet": True, **options}
+    return minivgg.stylize(content, style, **options)
+
+
+def pixels(path):
+    with Image.open(path) as img:
+        return np.asarray(img).copy()
+
+
+def read_log(path):
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+# -- the basic run --------------------------------------------------------------------------------
+def test_default_output_name_size_and_determinism(tiny_mat, images, tmp_path):
+    assert run(tiny_mat, images) == 0
+    first = (tmp_path / "content_stylized.png").read_bytes()
+    out = pixels(tmp_path / "content_stylized.png")
+    assert out.shape == (24, 32, 3)                         # longest side = --size, aspect kept
+    assert run(tiny_mat, images) == 0
+    assert (tmp_path / "content_stylized.png").read_bytes() == first   # byte-identical
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "content.png", "content_stylized.png", "style.png"]          # no temporary files left
+
+
+def test_api_returns_the_image_and_writes_only_when_asked(tiny_mat, images, tmp_path):
+    img = api(tiny_mat, images)
+    assert isinstance(img, Image.Image) and img.size == (32, 24) and img.mode == "RGB"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["content.png", "style.png"]
+    img2 = api(tiny_mat, images, output=str(tmp_path / "o.png"))
+    assert np.array_equal(np.asarray(img2), pixels(tmp_path / "o.png"))
+    assert np.array_equal(np.asarray(img), np.asarray(img2))
+
+
+def test_api_takes_pil_images_and_arrays(tiny_mat, images):
+    content, style = images
+    with Image.open(content) as c:
+        from_pil = minivgg.stylize(c.copy(), np.asarray(Image.open(style)), weights=str(tiny_mat),
+                                   size=32, iterations=2, quiet=True)
+    from_paths = api(tiny_mat, images, iterations=2)
+    assert np.array_equal(np.asarray(from_pil), np.asarray(from_paths))
+
+
+def test_the_loss_goes_down_and_the_log_has_a_row_per_iteration(tiny_mat, images, tmp_path):
+    assert run(tiny_mat, images, "--log", "run.csv", "--init", "noise", iterations=6) == 0
+    rows = read_log(tmp_path / "run.csv")
+    assert rows[0] == ["iteration", "total", "content", "style", "tv", "seconds"]
+    assert [int(r[0]) for r in rows[1:]] == [1, 2, 3, 4, 5, 6]
+    values = np.array([[float(v) for v in r[1:]] for r in rows[1:]])
+    np.testing.assert_allclose(values[:, 0], values[:, 1:4].sum(axis=1), rtol=1e-5)
+    assert values[-1, 0] < values[0, 0]
+    assert np.all(np.diff(values[:, 4]) >= 0)                          # seconds only grow
+
+
+def test_adam_and_its_learning_rate(tiny_mat, images, tmp_path):
+    assert run(tiny_mat, images, "--optimizer", "adam", "--learning-rate", "5", "-o", "a.png",
+               "--log", "a.csv", iterations=4) == 0
+    assert run(tiny_mat, images, "--optimizer", "adam", "--learning-rate", "1", "-o", "b.png",
+               iterations=4) == 0
+    assert not np.array_equal(pixels(tmp_path / "a.png"), pixels(tmp_path / "b.png"))
+    totals = [float(r[1]) for r in read_log(tmp_path / "a.csv")[1:]]
+    assert totals[-1] < totals[0]
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--content-weight", "0"), ("--style-weight", "7"), ("--tv-weight", "50"),
+    ("--content-layers", "relu2_1,relu3_1"), ("--style-layers", "relu1_1,relu2_1"),
+    ("--style-layer-weights", "1,0,0,0,3"), ("--style-scale", "0.6"), ("--pooling", "max"),
+    ("--seed", "3"),
+])
+def test_each_loss_option_changes_the_result(tiny_mat, images, tmp_path, option, value):
+    assert run(tiny_mat, images, "--init", "noise", "-o", "base.png") == 0
+    assert run(tiny_mat, images, "--init", "noise", "-o", "changed.png", option, value) == 0
+    assert not np.array_equal(pixels(tmp_path / "base.png"), pixels(tmp_path / "changed.png"))
+
+
+def test_init_choices(tiny_mat, images, tmp_path):
+    content, style = images
+    one = ["--optimizer", "adam", "--learning-rate", "0.001"]     # a tiny step: stays at the init
+    for init in ("content", "style", str(style), "noise"):
+        assert run(tiny_mat, images, "--init", init, "-o", "i.png", *one, iterations=1) == 0
+        out = pixels(tmp_path / "i.png").astype(float)
+        if init == "content":
+            ref = np.asarray(Image.open(content).resize((32, 24), Image.LANCZOS), float)
+        elif init != "noise":
+            ref = np.asarray(Image.open(style).resize((32, 24), Image.LANCZOS), float)
+        else:
+            assert out.std() > 50                                  # uniform noise, std ~ 74
+            continue
+        assert np.abs(out - ref).mean() < 3, init
+
+
+def test_several_styles_are_blended(tiny_mat, images, tmp_path):
+    content, style = images
+    flipped = tmp_path / "flipped.png"
+    Image.fromarray(255 - pixels(style)).save(flipped)
+    base = [content, style, flipped, "--weights", tiny_mat, "--size", "32", "--iterations", "3",
+            "--quiet", "--init", "noise"]
+    assert main([str(a) for a in base + ["-o", "even.png"]]) == 0
+    assert main([str(a) for a in base + ["-o", "skew.png", "--style-blend-weights", "1,9"]]) == 0
+    assert main([str(a) for a in base + ["-o", "only.png", "--style-blend-weights", "1,0"]]) == 0
+    assert run(tiny_mat, images, "--init", "noise", "-o", "single.png") == 0
+    assert not np.array_equal(pixels(tmp_path / "even.png"), pixels(tmp_path / "skew.png"))
+    assert np.array_equal(pixels(tmp_path / "only.png"), pixels(tmp_path / "single.png"))
+
+
+def test_preserve_colors_keeps_the_contents_chroma(tiny_mat, images, tmp_path):
+    content, _ = images
+    assert run(tiny_mat, images, "--preserve-colors", "-o", "p.png", "--style-weight", "100") == 0
+    out = rgb_to_yiq(pixels(tmp_path / "p.png").astype(np.float32))
+    ref = rgb_to_yiq(np.asarray(Image.open(content).resize((32, 24), Image.LANCZOS), np.float32))
+    assert np.abs(out[:, :, 1:] - ref[:, :, 1:]).mean() < 4       # I, Q: the content's
+    assert np.abs(out[:, :, 0] - ref[:, :, 0]).mean() > 4         # Y: stylised
+
+
+def test_rgba_content_keeps_its_alpha(tiny_mat, images, tmp_path):
+    content, style = images
+    rgba = np.concatenate([pixels(content), np.zeros((36, 48, 1), np.uint8)], axis=2)
+    rgba[:, :24, 3], rgba[:, 24:, 3] = 255, 60
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    assert run(tiny_mat, (tmp_path / "rgba.png", style), "-o", "o.png") == 0
+    out = pixels(tmp_path / "o.png")
+    assert out.shape == (24, 32, 4)
+    assert np.all(out[:, :14, 3] == 255) and np.all(out[:, 18:, 3] == 60)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "CMYK", "I;16"])
+def test_unusual_modes_are_converted_not_refused(tiny_mat, images, tmp_path, mode):
+    content, style = images
+    img = Image.open(content)
+    img = img.convert("L").convert("I;16") if mode == "I;16" else img.convert(mode)
+    path = tmp_path / ("odd.tif" if mode == "CMYK" else "odd.png")
+    img.save(path)
+    assert run(tiny_mat, (path, style), "-o", "o.png", iterations=1) == 0
+    assert pixels(tmp_path / "o.png").shape[:2] == (24, 32)
+
+
+def test_exif_orientation_is_respected(tiny_mat, images, tmp_path):
+    content, style = images
+    exif = Image.Exif()
+    exif[0x0112] = 6                                   # "rotate 90 clockwise to display"
+    Image.open(content).save(tmp_path / "rotated.jpg", exif=exif)
+    assert run(tiny_mat, (tmp_path / "rotated.jpg", style), "-o", "o.png", iterations=1) == 0
+    assert pixels(tmp_path / "o.png").shape[:2] == (32, 24)            # portrait now
+
+
+def test_demo_runs_on_the_built_in_images(tiny_mat, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["--demo", "--weights", tiny_mat, "--size", "32", "--iterations", "2", "--quiet"]
+    assert main([str(a) for a in argv]) == 0
+    assert pixels(tmp_path / "demo_stylized.png").shape == (24, 32, 3)

@@ -1,0 +1,223 @@
+"""Winograd F(2x2, 3x3), the input gradient as a convolution, and conv2d's choice of algorithm."""
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import miniautograd as ag
+from miniautograd import conv as conv_module
+from miniautograd import winograd as wg
+from miniautograd.conv import (choose_algorithm, conv2d, conv2d_grad_input, grad_input_as_conv)
+from naive import conv2d_naive
+
+PADS = [(1, 1, 1, 1), (0, 0, 0, 0), (2, 2, 2, 2), (0, 2, 1, 0), (2, 0, 0, 1), (1, 2, 2, 1)]
+
+
+def rand(rng, *shape):
+    return rng.standard_normal(shape)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def test_one_dimensional_f23_is_a_correlation(rng):
+    """A^T [(G g) * (B^T d)] = the 2 outputs of correlating 4 inputs d with 3 taps g."""
+    for _ in range(5):
+        d, g = rand(rng, 4), rand(rng, 3)
+        expected = [d[0:3] @ g, d[1:4] @ g]
+        np.testing.assert_allclose(wg.AT @ ((wg.G @ g) * (wg.BT @ d)), expected, rtol=1e-12)
+
+
+def test_four_multiplications_instead_of_six():
+    """F(2, 3) multiplies 4 transformed pairs for 2 outputs of 3 taps (2 * 3 = 6 directly)."""
+    assert wg.BT.shape == (4, 4) and wg.G.shape == (4, 3) and wg.AT.shape == (2, 4)
+    assert set(np.unique(wg.BT)) <= {-1, 0, 1} and set(np.unique(wg.AT)) <= {-1, 0, 1}
+
+
+@pytest.mark.parametrize("pad", PADS)
+@pytest.mark.parametrize("N, C, O, H, W, chunk", [(1, 3, 4, 6, 8, None), (2, 2, 3, 7, 5, 1),
+                                                  (1, 4, 2, 9, 6, 600)])
+def test_forward_and_input_gradient_match_the_oracle(rng, pad, N, C, O, H, W, chunk):
+    """Odd and even outputs, every pad side 0..2, N > 1, bands of one tile row (chunk=1)."""
+    x, Wt, b = rand(rng, N, C, H, W), rand(rng, O, C, 3, 3), rand(rng, O)
+    U = wg.transform_kernel(Wt, np.float64)
+    y = wg.winograd_conv(x, U, pad, b, chunk=chunk)
+    expected = conv2d_naive(x, Wt, b, (1, 1), pad)
+    assert y.shape == expected.shape and y.flags.c_contiguous
+    np.testing.assert_allclose(y, expected, rtol=1e-11, atol=1e-11)
+    gy = rand(rng, *y.shape)
+    gx = wg.winograd_grad_input(gy, U, pad, chunk=chunk)
+    np.testing.assert_allclose(gx, conv2d_grad_input(gy, Wt, x.shape, 1, pad),
+                               rtol=1e-11, atol=1e-11)
+
+
+def test_float32_relative_error_below_1e_5(rng):
+    """Against the direct convolution in float64, VGG-like values: max error / max |y|."""
+    x = rng.uniform(0, 4, (1, 32, 18, 14)).astype(np.float32)          # post-ReLU features
+    W = (rand(rng, 16, 32, 3, 3) * np.sqrt(2 / 288)).astype(np.float32)  # He-normal filters
+    y = wg.winograd_conv(x, wg.transform_kernel(W, np.float32), (1, 1, 1, 1))
+    exact = conv2d_naive(x.astype(np.float64), W.astype(np.float64), None, (1, 1), (1, 1, 1, 1))
+    assert y.dtype == np.float32
+    assert np.abs(y - exact).max() / np.abs(exact).max() < 1e-5
+    gy = rand(rng, *y.shape).astype(np.float32)
+    gx = wg.winograd_grad_input(gy, wg.transform_kernel(W, np.float32), (1, 1, 1, 1))
+    exact = conv2d_grad_input(gy.astype(np.float64), W.astype(np.float64), x.shape, 1, 1)
+    assert gx.dtype == np.float32
+    assert np.abs(gx - exact).max() / np.abs(exact).max() < 1e-5
+
+
+def test_non_contiguous_input(rng):
+    x, W = rand(rng, 1, 3, 9, 7).transpose(0, 1, 3, 2), rand(rng, 2, 3, 3, 3)   # (1, 3, 7, 9)
+    y = wg.winograd_conv(x, wg.transform_kernel(W, np.float64), (1, 1, 1, 1))
+    np.testing.assert_allclose(y, conv2d_naive(x, W, None, (1, 1), (1, 1, 1, 1)), rtol=1e-11,
+                               atol=1e-11)
+
+
+@pytest.mark.parametrize("W_shape, pad", [
+    ((2, 3, 3, 3), (1, 1, 1, 1)), ((3, 3, 2, 3), (0, 1, 2, 0)),
+    ((1, 4, 3, 1), (2, 0, 0, 0)), ((2, 2, 1, 1), (0, 0, 0, 0))])
+def test_input_gradient_as_a_convolution_equals_col2im(rng, W_shape, pad):
+    x_shape = (2, W_shape[1], 6, 5)
+    gy = rand(rng, *conv2d_naive(np.zeros(x_shape), np.zeros(W_shape), None, (1, 1), pad).shape)
+    W = rand(rng, *W_shape)
+    for chunk in (1, None):
+        np.testing.assert_allclose(grad_input_as_conv(gy, W, pad, chunk=chunk),
+                                   conv2d_grad_input(gy, W, x_shape, 1, pad),
+                                   rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("algorithm", ["winograd", "im2col"])
+def test_conv2d_algorithms_agree_through_backprop(rng, algorithm):
+    """conv2d(..., algorithm=...) forward, gx (frozen and trainable W), gW and gb."""
+    x, W, b = rand(rng, 2, 3, 7, 6), rand(rng, 3, 3, 3, 3), rand(rng, 3)
+    gy = rand(rng, 2, 3, 7, 6)
+    expected = conv2d_naive(x, W, b, (1, 1), (1, 1, 1, 1))
+    for train in (False, True):
+        xt, Wt, bt = (ag.Tensor(a, requires_grad=True) for a in (x, W, b))
+        Wt.requires_grad = train
+        y = conv2d(xt, Wt, bt, pad=1, algorithm=algorithm)
+        assert y.creator.chosen == algorithm
+        np.testing.assert_allclose(y.data, expected, rtol=1e-11, atol=1e-11)
+        y.backward(gy)
+        np.testing.assert_allclose(xt.grad, conv2d_grad_input(gy, W, x.shape, 1, 1),
+                                   rtol=1e-11, atol=1e-11)
+        np.testing.assert_allclose(bt.grad, gy.sum(axis=(0, 2, 3)), rtol=1e-12)
+    result = ag.gradcheck(lambda x, W, b: conv2d(x, W, b, pad=(0, 2, 1, 0), algorithm=algorithm),
+                          x, W, b)
+    assert result.ok, result.errors
+
+
+def test_gradcheck_rejects_a_wrong_winograd_gradient(rng, monkeypatch):
+    """The check above can fail: forgetting to flip the data (unflipped kernel) is caught."""
+    monkeypatch.setattr(conv_module, "winograd_grad_input",
+                        lambda gy, U, pad: wg.winograd_conv(gy, U.transpose(0, 2, 1),
+                                                            wg.gradient_pad(pad)))
+    x, W = rand(rng, 1, 2, 5, 4), rand(rng, 3, 2, 3, 3)
+    assert not ag.gradcheck(lambda x, W: conv2d(x, W, pad=1, algorithm="winograd"), x, W).ok
+
+
+@pytest.mark.parametrize("W_shape, stride, pad, expected", [
+    ((128, 128, 3, 3), 1, 1, "winograd"),
+    ((512, 256, 3, 3), 1, 1, "winograd"),
+    ((64, 64, 3, 3), 1, 1, "im2col"),         # VGG's 64-channel layers
+    ((128, 64, 3, 3), 1, 1, "im2col"),
+    ((64, 3, 3, 3), 1, 1, "im2col"),
+    ((128, 128, 3, 3), 2, 1, "im2col"),      # Winograd needs stride 1
+    ((128, 128, 5, 5), 1, 2, "im2col"),      # and a 3x3 kernel
+    ((128, 128, 3, 3), 1, 3, "im2col"),      # and pads <= 2
+])
+def test_auto_rule(W_shape, stride, pad, expected):
+    stride, pad = (stride, stride), (pad,) * 4
+    assert choose_algorithm("auto", W_shape, stride, pad) == expected
+    assert choose_algorithm("im2col", W_shape, stride, pad) == "im2col"
+
+
+@pytest.mark.parametrize("W_shape, kwargs, message", [
+    ((4, 2, 3, 3), {"stride": 2}, r"conv2d: algorithm='winograd' needs a 3x3 kernel, stride 1.*"
+                                  r"W \(4, 2, 3, 3\), stride \(2, 2\)"),
+    ((4, 2, 3, 2), {}, r"conv2d: algorithm='winograd' needs.*W \(4, 2, 3, 2\)"),
+    ((4, 2, 3, 3), {"pad": 3}, r"needs.*pad \(3, 3, 3, 3\)"),
+])
+def test_winograd_where_it_does_not_apply_is_refused(W_shape, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        conv2d(np.zeros((1, 2, 6, 6)), np.zeros(W_shape), algorithm="winograd", **kwargs)
+
+
+def test_unknown_algorithm_is_refused():
+    with pytest.raises(ValueError, match=r"conv2d: algorithm must be one of auto, im2col, "
+                                         r"winograd; got 'fft'"):
+        conv2d(np.zeros((1, 2, 6, 6)), np.zeros((4, 2, 3, 3)), algorithm="fft")
+
+
+def test_frozen_kernel_is_transformed_once(rng, monkeypatch):
+    calls = []
+    real = wg.transform_kernel
+    monkeypatch.setattr(wg, "transform_kernel", lambda W, dtype: calls.append(W) or real(W, dtype))
+    W = ag.Tensor(rand(rng, 3, 2, 3, 3))
+    for _ in range(3):                                   # three iterations: forward and backward
+        x = ag.Tensor(rand(rng, 1, 2, 6, 5), requires_grad=True)
+        conv2d(x, W, pad=1, algorithm="winograd").backward(rand(rng, 1, 3, 6, 5))
+    assert len(calls) == 1 and W.winograd.W is W.data
+    W.data = rand(rng, 3, 2, 3, 3)                       # new weights: a new transform
+    x = rand(rng, 1, 2, 6, 5)
+    y = conv2d(x, W, pad=1, algorithm="winograd")
+    assert len(calls) == 2
+    np.testing.assert_allclose(y.data, conv2d_naive(x, W.data, None, (1, 1), (1, 1, 1, 1)),
+                               rtol=1e-11, atol=1e-11)
+
+
+def test_trainable_kernel_is_transformed_at_each_call(rng, monkeypatch):
+    calls = []
+    real = wg.transform_kernel
+    monkeypatch.setattr(wg, "transform_kernel", lambda W, dtype: calls.append(W) or real(W, dtype))
+    W = ag.Tensor(rand(rng, 3, 2, 3, 3), requires_grad=True)
+    for _ in range(2):
+        conv2d(rand(rng, 1, 2, 6, 5), W, pad=1, algorithm="winograd")
+    assert len(calls) == 2 and not hasattr(W, "winograd")
+
+
+def test_band_buffers_do_not_grow_with_the_image(rng):
+    """Peak allocation minus the output stays the same for 4x taller inputs (bands of rows)."""
+    W = wg.transform_kernel(rand(rng, 8, 8, 3, 3).astype(np.float32), np.float32)
+    extra = []
+    for H in (64, 256):
+        x = rand(rng, 1, 8, H, 32).astype(np.float32)
+        tracemalloc.start()
+        try:
+            y = wg.winograd_conv(x, W, (1, 1, 1, 1), chunk=16 * 16 * 16 * 4)   # 4 tile rows
+            extra.append(tracemalloc.get_traced_memory()[1] - y.nbytes)
+        finally:
+            tracemalloc.stop()
+    assert extra[1] == pytest.approx(extra[0], abs=4096)
+    model = 4 * wg.buffer_elements(8, 8, 256, 32, chunk=16 * 16 * 16 * 4)
+    assert extra[1] == pytest.approx(model, abs=3 * 8192 * 4 + 4096)   # NumPy's ufunc buffers
+
+
+@pytest.mark.parametrize("C, O, TW, chunk", [(64, 64, 1024, wg.CHUNK_CPU),
+                                             (512, 512, 16, wg.CHUNK_CPU),
+                                             (128, 128, 4, 10 ** 9), (8, 8, 300, 1)])
+def test_band_rows_bound(C, O, TW, chunk):
+    TH = 1024
+    rows = wg.band_rows(C, O, TH, TW, chunk)
+    assert 1 <= rows <= TH
+    within = 16 * (C + O) * TW * rows <= chunk
+    assert within or rows == 1 or rows * TW < wg.MIN_TILES + TW       # at most MIN_TILES' worth
+
+
+def test_backend(xp):
+    """The same Winograd code on NumPy and CuPy: forward, gradient, kernel kept on the device."""
+    rng = np.random.default_rng(1)
+    x, W, b = rand(rng, 2, 3, 9, 8), rand(rng, 4, 3, 3, 3), rand(rng, 4)
+    xt, Wt, bt = ag.Tensor(xp.asarray(x), requires_grad=True), ag.Tensor(xp.asarray(W)), \
+        ag.Tensor(xp.asarray(b))
+    y = conv2d(xt, Wt, bt, pad=(1, 0, 2, 1), algorithm="winograd")
+    assert ag.get_array_module(y.data) is xp and ag.get_array_module(Wt.winograd._made[
+        np.dtype(np.float64)]) is xp
+    np.testing.assert_allclose(y.numpy(), conv2d_naive(x, W, b, (1, 1), (1, 0, 2, 1)), rtol=1e-10,
+                               atol=1e-10)
+    gy = rand(rng, *y.shape)
+    y.backward(xp.asarray(gy))
+    expected = conv2d_grad_input(gy, W, x.shape, 1, (1, 0, 2, 1))
+    np.testing.assert_allclose(ag.to_cpu(xt.grad), expected, rtol=1e-10, atol=1e-10)
