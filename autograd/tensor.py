@@ -13,8 +13,9 @@ function's backward once, in an order where a function comes only after every fu
 its output: its ``gy`` is then complete. When a tensor feeds several functions its gradient is the
 sum of their contributions (``+``, never ``=``). The order used here: each function has a
 *generation*, one more than the largest generation of its inputs' creators; a max-heap on
-generation pops the deepest function first. The walk is a loop, not a recursion, so a graph
-thousands of ops deep is fine.
+generation pops the deepest function first (among equal generations, the one recorded last, so
+the order, and the rounding of every sum, is the same in every run). The walk is a loop, not a
+recursion, so a graph thousands of ops deep is fine.
 
 Gradients are kept only where they are asked for. A tensor made by the user (a *leaf*) gets
 ``.grad`` when it has ``requires_grad=True``; a function records a graph only when some input
@@ -22,10 +23,16 @@ requires a gradient, and it tells its backward which inputs do (``self.needs_gra
 weight costs no weight-gradient work at all. Intermediate tensors' gradients are dropped as soon as
 they have been used. Second-order gradients (backward of backward) are not a goal of this engine.
 
+Memory. A function does not hold its non-leaf inputs' arrays: it records only an ``Edge`` (which
+function made the input, its generation and shape), which is all backpropagation needs. So a
+network's intermediate outputs are freed as soon as the program drops them, and what survives
+until backward is only what each op chose to keep (ReLU a boolean mask, max-pool its argmax...).
+
 dtypes: float32 and float64 arrays are kept as they are; bool, integer and float16 data are cast
 to float32 (float16 has too little precision for gradients); complex data is refused.
 """
 import heapq
+import itertools
 
 import numpy as np
 
@@ -109,11 +116,13 @@ class Tensor:
         """Forget the accumulated gradient."""
         self.grad = None
 
-    def backward(self, gy=None):
+    def backward(self, gy=None, *, hook=None):
         """Accumulate dL/dleaf into ``.grad`` of every leaf that requires it.
 
         ``gy`` is dL/dself, of self's shape; it may be omitted only when self has one element
-        (then L = self and gy = 1).
+        (then L = self and gy = 1). ``hook``, if given, is called as ``hook(f, gy)`` in place of
+        ``f.backward(gy)`` for every function f, and must return what that call returns: a way
+        to watch (or time) each step of backpropagation.
         """
         if not self.requires_grad:
             raise ValueError("backward() was called on a tensor that does not require a gradient "
@@ -123,10 +132,11 @@ class Tensor:
             _accumulate(self, gy)
             return
         pending = {self.creator: gy}             # function -> dL/d(its output), summed so far
-        heap = [(-self.generation, id(self.creator), self.creator)]
+        heap = [(-self.generation, -self.creator.order, self.creator)]
         while heap:
             _, _, f = heapq.heappop(heap)
-            gxs = f.backward(pending.pop(f))
+            gy = pending.pop(f)
+            gxs = f.backward(gy) if hook is None else hook(f, gy)
             for x, gx in zip(f.inputs, gxs):
                 if gx is None or not x.requires_grad:
                     continue
@@ -139,7 +149,7 @@ class Tensor:
                     pending[x.creator] = pending[x.creator] + gx
                 else:
                     pending[x.creator] = gx
-                    heapq.heappush(heap, (-x.generation, id(x.creator), x.creator))
+                    heapq.heappush(heap, (-x.generation, -x.creator.order, x.creator))
 
     def _initial_gradient(self, gy):
         xp = get_array_module(self.data)
@@ -244,13 +254,31 @@ def as_tensor(x, like=None):
     return Tensor(x)
 
 
+_recorded = itertools.count()   # numbers recorded functions, so backward's order never varies
+
+
+class Edge:
+    """What backward needs of a non-leaf input: the function that made it, its generation, shape.
+
+    Functions keep an Edge instead of the Tensor, so the Tensor's array is not kept alive by the
+    graph (see Memory above). A leaf input is kept as the Tensor itself: its ``.grad`` is written.
+    """
+
+    __slots__ = ("creator", "generation", "shape")
+    requires_grad = True            # a non-leaf is in the graph only because it requires one
+
+    def __init__(self, x):
+        self.creator, self.generation, self.shape = x.creator, x.generation, x.shape
+
+
 class Function:
     """One op: ``forward`` on arrays, ``backward`` on arrays, and the graph bookkeeping.
 
     Subclasses implement ``forward(self, *xs) -> y`` and ``backward(self, gy) -> (gx1, ...)``,
     one entry per input (None where ``self.needs_grad[i]`` is False: skip that work). Forward may
-    keep on ``self`` what backward needs, and only when ``self.recording`` is True. Every
-    function here has exactly one output.
+    keep on ``self`` what backward needs, and only when ``self.recording`` is True. Backward
+    never writes into ``gy``. Every function here has exactly one output. ``self.inputs`` holds
+    leaf Tensors and ``Edge`` records of the other inputs.
     """
 
     def __call__(self, *inputs):
@@ -264,8 +292,9 @@ class Function:
         self.recording = any(self.needs_grad)
         y = Tensor(self.forward(*(x.data for x in xs)))
         if self.recording:
-            self.inputs = xs
+            self.inputs = [x if x.creator is None else Edge(x) for x in xs]
             self.generation = max(x.generation for x in xs)
+            self.order = next(_recorded)        # ties in generation: the later-recorded first
             y.requires_grad = True
             y.creator = self
             y.generation = self.generation + 1

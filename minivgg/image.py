@@ -9,8 +9,7 @@ Reading converts every Pillow mode to that form (see ``read_image``) and turns e
 be unusable into one ``UserError`` sentence. Writing is atomic: the PNG goes to a temporary file in
 the same folder and is renamed over the target, so a crash or Ctrl-C never leaves half a PNG.
 """
-import os
-import secrets
+import io
 import warnings
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from miniautograd import to_cpu
 
 from .errors import UserError
+from .files import atomic_write
 
 
 # --------------------------------------------------------------------------------------- reading
@@ -166,31 +166,15 @@ def save_png(path, rgb, alpha=None):
             raise ValueError(f"save_png: alpha of shape {alpha.shape} does not match rgb of "
                              f"shape {rgb.shape}; it must be (H, W)")
         pixels = np.concatenate([pixels, _to_uint8(alpha)[:, :, None]], axis=2)  # (H, W, 4)
-    path = Path(path)
-    _write_atomically(path, Image.fromarray(pixels))
-    return path
+    png = io.BytesIO()
+    Image.fromarray(pixels).save(png, format="PNG")
+    return atomic_write(path, png.getvalue())
 
 
 def _to_uint8(a):
     """Clip to 0..255, round half to even, uint8; NaN becomes 0."""
     a = np.nan_to_num(np.asarray(a, dtype=np.float64), nan=0.0, posinf=255.0, neginf=0.0)
     return np.rint(np.clip(a, 0.0, 255.0)).astype(np.uint8)
-
-
-def _write_atomically(path, img):
-    """Save ``img`` as PNG to a temporary file in path's folder, then rename it to ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    # os.open with mode 0o666 lets the umask decide the permissions, as for any new file.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format="PNG")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:                      # also KeyboardInterrupt: never leave the temp file
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # ------------------------------------------------------------------------- network input/output

@@ -3,7 +3,8 @@
 Used by ``python -m minivgg.stylize CONTENT STYLE --explain`` (it prints :func:`explain_text`) and
 by the memory check before a real run (:func:`check_memory`). Pure arithmetic on VGG-19's conv
 shapes, the image size, the deepest layer used and the pooling; it relies on NumPy only (CuPy,
-through ``miniautograd.backend``, only for the GPU's rate and free memory).
+through ``miniautograd.backend``, only for the GPU's rate and free memory), and on conv.py's and
+winograd.py's own rules (which algorithm, how large a buffer) rather than copies of them.
 
 Notation: N images, C input channels, H x W input size, O output channels, KH x KW kernel,
 OH x OW output size. VGG's convolutions are 3x3 with stride 1 and padding 1, so OH = H, OW = W;
@@ -12,26 +13,30 @@ at the bottom and one column at the right (Caffe's ceil mode; no effect on even 
 
 Multiply-adds. A convolution takes, for each of the N*OH*OW output positions and each of the O
 output channels, a dot product of length C*KH*KW:  MACs = N * OH * OW * O * C * KH * KW.
-Its input gradient (gcol = gy @ W, then col2im) is the same product transposed and costs the same
-again; the weights are frozen, so no weight gradient is computed or counted. One multiply-add is
-2 FLOP, so one iteration (forward + input gradient) is 2 x 2 x MACs FLOP. At 512 x 512 down to
-relu5_1 that is 361,152 multiply-adds per pixel forward (94.7 G), 722,304 with the gradient.
-Pooling, ReLU and the losses are a few operations per element: not counted, except the Gram
-matrices of the style layers (N * C * C * H*W multiply-adds each way), shown on their own line.
+Its input gradient is the same product transposed and costs the same again; the weights are
+frozen, so no weight gradient is computed or counted. One multiply-add is 2 FLOP, so one
+iteration (forward + input gradient) is 2 x 2 x MACs FLOP. At 512 x 512 down to relu5_1 that is
+361,152 multiply-adds per pixel forward (94.7 G), 722,304 with the gradient. These count the
+direct convolution: Winograd's layers do fewer multiplications for the same result. Pooling, ReLU
+and the losses are a few operations per element: not counted, except the Gram matrices of the
+style layers (N * C * C * H*W multiply-adds each way), shown on their own line.
 
-Memory (bytes, ``itemsize`` per element: 4 for float32). What one iteration holds at its peak:
-- the weights and biases of every conv layer (the network holds them all);
-- kept for backward: the graph holds every layer's output until backward ends, ReLU adds its
-  boolean mask (1 byte per element), max pooling its argmax;
-- the losses' constant targets, and what they keep for backward: per style layer the Gram
-  matrix, its normalised copy and its difference from the target (N*C*C each), per content layer
-  the difference F - P, for the total variation two image-sized differences;
-- transient: the largest set of buffers alive at once, which come and go layer by layer: inside
-  one convolution (see :func:`conv_buffer_bytes`), or where backward adds a loss's gradient to
-  the one coming from deeper layers (the two and their sum, three arrays of the layer's size);
-- the optimiser's state: L-BFGS keeps ``history`` pairs (s, y) of image-sized vectors plus a few
-  working ones; Adam two moments.
-The estimate is a model, not a measurement: bench/bench_iteration.py prints both side by side.
+Memory (bytes, ``itemsize`` per element: 4 for float32). The graph keeps no layer outputs (a
+Function keeps only ``Edge`` records of its inputs, autograd/tensor.py), so an array lives while
+the program holds it or an op keeps it for backward. Held for the whole run: the weights, the
+Winograd layers' transformed kernels U (16*O*C each, made on first use), the losses' targets and
+the optimiser's state (L-BFGS: ``history`` pairs (s, y) of image-sized vectors plus a few
+working ones; Adam: two moments). One iteration then allocates:
+- kept until its backward ends: ReLU's boolean mask (1 byte per element), max pooling's uint8
+  argmax, the style layers' outputs (Gram keeps F), per style layer G/M and G/M - A (N*C*C each),
+  per content layer F - P, for the total variation its two neighbour differences;
+- forward, layer by layer (:func:`forward_peaks`): its input, its output and its work buffers
+  (:func:`conv_memory`), the requested layers' outputs computed so far, and what is kept so far;
+- backward, layer by layer (:func:`backward_peaks`): gy, gx, the work buffers and all that is
+  kept; where a loss reads a layer, its gradient and the one from deeper layers are summed
+  (three arrays at once), and the loss's may wait while the next layer's backward runs.
+The iteration's peak is the largest of these. The estimate is a model, not a measurement:
+bench/bench_iteration.py prints both side by side.
 """
 import os
 import time
@@ -39,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from miniautograd import conv
+from miniautograd import conv, winograd
 
 from .errors import UserError
 
@@ -50,15 +55,19 @@ GIB = 1024 ** 3
 
 @dataclass(frozen=True)
 class LayerCost:
-    """One layer of the plan. ``shape`` is its output (N, C, OH, OW)."""
+    """One layer of the plan. ``shape`` is its output (N, C, OH, OW); the rest in bytes."""
     name: str
-    kind: str            # "conv", "relu" or "pool"
+    kind: str              # "conv", "relu" or "pool"
     shape: tuple
-    macs: int            # forward multiply-adds (0 for ReLU and pooling)
-    out_bytes: int       # the output array, kept by the graph until backward ends
-    saved_bytes: int     # extra kept for backward: ReLU's mask, max pooling's argmax
-    buffer_bytes: int    # the im2col buffer (its largest chunk) for a conv, else 0
-    transient_bytes: int  # all buffers this layer holds at once while it runs, beyond the kept
+    macs: int              # forward multiply-adds (0 for ReLU and pooling)
+    out_bytes: int         # the output array
+    saved_bytes: int       # kept by the op until backward ends: ReLU's mask, max pool's argmax
+    algorithm: str = ""    # a conv's: "im2col" or "winograd" (conv.choose_algorithm)
+    buffer_bytes: int = 0  # a conv's forward work buffers: the col buffer, or Winograd's bands
+    forward_bytes: int = 0   # transient in forward, beyond its input, output and saved
+    backward_bytes: int = 0  # transient in backward, beyond gy and gx
+    grad_bytes: int = 0      # gx, the input gradient it returns (all of a padded array it views)
+    kernel_bytes: int = 0    # Winograd's transformed kernel U, held once made
 
 
 @dataclass(frozen=True)
@@ -70,12 +79,15 @@ class IterationPlan:
     pooling: str
     itemsize: int
     layers: tuple        # LayerCost, in network order
+    style_layers: tuple  # the layers the style loss reads (their outputs are kept)
     gram_macs: int       # forward multiply-adds of the style layers' Gram matrices
     image_bytes: int
     weight_bytes: int    # every conv's W and b: the network holds them all
+    kernel_bytes: int    # the Winograd layers' transformed kernels, made once, then held
     target_bytes: int    # the losses' constant targets: content responses, style Gram matrices
-    loss_bytes: int      # what the losses keep for backward: Gram matrices, differences
-    merge_bytes: int     # where a loss reads a layer, backward sums two gradients: 3 arrays
+    kept_bytes: int      # allocated by one iteration and held until its backward ends
+    forward_peaks: tuple   # per layer: what the iteration holds while its forward runs
+    backward_peaks: tuple  # per layer: what the iteration holds while its backward runs
     state_bytes: int     # the optimiser's state
     optimizer: str
     history: int
@@ -90,19 +102,31 @@ class IterationPlan:
         return 2 * 2 * (self.forward_macs + self.gram_macs)
 
     @property
-    def kept_bytes(self):
-        """Allocated by one iteration and held until its backward ends."""
-        layers = sum(la.out_bytes + la.saved_bytes for la in self.layers)
-        return self.image_bytes + layers + self.loss_bytes
+    def iteration_bytes(self):
+        """The most one iteration holds at once, beyond the run's constant memory."""
+        return max(*self.forward_peaks, *self.backward_peaks)
 
     @property
     def transient_bytes(self):
-        return max(self.merge_bytes, *(layer.transient_bytes for layer in self.layers))
+        """The part of the iteration's peak that comes and goes: buffers, gradients, inputs."""
+        return self.iteration_bytes - self.kept_bytes
+
+    @property
+    def peak_layer(self):
+        """(layer name, "forward" or "backward") where the iteration's peak is."""
+        peaks = [(peak, la.name, "forward") for peak, la in zip(self.forward_peaks, self.layers)]
+        peaks += [(peak, la.name, "backward") for peak, la in zip(self.backward_peaks, self.layers)]
+        return max(peaks, key=lambda entry: entry[0])[1:]
+
+    def kept_layer_bytes(self, layer):
+        """What ``layer`` leaves kept until backward ends: its saved arrays, and its output
+        when a style loss reads it (and ``kept_bytes`` counts it)."""
+        return layer.saved_bytes + (layer.out_bytes if layer.name in self.style_layers else 0)
 
     @property
     def peak_bytes(self):
-        return (self.weight_bytes + self.target_bytes + self.state_bytes + self.kept_bytes
-                + self.transient_bytes)
+        return (self.weight_bytes + self.kernel_bytes + self.target_bytes + self.state_bytes
+                + self.iteration_bytes)
 
 
 def vgg_layer_sequence(conv_names):
@@ -123,34 +147,78 @@ def vgg_layer_sequence(conv_names):
     return sequence + [(f"pool{block}", "pool")]
 
 
-def conv_buffer_bytes(n, c, h, w, o, kh, kw, *, chunk, itemsize=4):
-    """(im2col buffer, all transient buffers) in bytes of one 'same' conv (stride 1, pad KH//2).
+def col_bytes(n, c, h, w, kh, kw, *, chunk, itemsize=4):
+    """Bytes of conv.py's col buffer for a 'same' conv of an (N, C, H, W) input: its largest chunk.
 
-    Modelled on autograd/conv.py. The col matrix is built chunk by chunk (whole images, or bands
-    of output rows) in one reused buffer of at most ``chunk`` elements (conv.py's default differs
-    between CPU and GPU): the largest chunk of ``conv.chunks``. Forward holds the padded input
-    xpad (N, C, H+2p, W+2p) and that buffer; backward holds gy (N, O, H, W), the zero-padded gx
-    being summed (N, C, H+2p, W+2p) and the gcol buffer (the size of col). Backward holds the
-    most; that is the transient figure.
+    The col matrix is built chunk by chunk (whole images, or bands of output rows) in one reused
+    buffer of at most ``chunk`` elements: the first chunk of ``conv.chunks`` is the largest.
     """
     row_elements = c * kh * kw * w                        # col entries of one output row
-    images, rows = next(conv.chunks(n, h, row_elements, chunk))   # the first chunk is the largest
-    largest = (images.stop - images.start) * (rows.stop - rows.start)
-    col = largest * row_elements * itemsize
-    padded = n * c * (h + 2 * (kh // 2)) * (w + 2 * (kw // 2)) * itemsize
-    gy = n * o * h * w * itemsize
-    return col, gy + padded + col
+    images, rows = next(conv.chunks(n, h, row_elements, chunk))
+    return (images.stop - images.start) * (rows.stop - rows.start) * row_elements * itemsize
+
+
+def conv_memory(n, c, h, w, o, kh, kw, *, device="cpu", itemsize=4):
+    """The LayerCost memory fields of a 'same' conv (stride 1, pad KH//2) as conv.py runs it.
+
+    Winograd (3x3, C and O >= 128): forward holds y and the band buffers (winograd.buffer_elements
+    of (C, O)), backward gx and those of (O, C) (gy's flip is a view); an odd size adds the
+    uncropped (N, O, 2*ceil(OH/2), 2*ceil(OW/2)) array. im2col: forward holds y, the padded input
+    (N, C, H+2p, W+2p) and the col buffer; backward, when conv.as_conv_applies, the padded gy
+    (N, O, H+2p, W+2p), its col buffer and the flipped W, else (col2im) the padded gx (gx is a
+    view of it) and the gcol buffer, the size of col.
+    """
+    pad = (kh // 2, kh // 2, kw // 2, kw // 2)
+    W_shape = (o, c, kh, kw)
+    algorithm = conv.choose_algorithm("auto", W_shape, (1, 1), pad)
+
+    def padded(channels):
+        return n * channels * (h + 2 * pad[0]) * (w + 2 * pad[2]) * itemsize
+
+    if algorithm == "winograd":
+        chunk = winograd.CHUNK_GPU if device == "gpu" else winograd.CHUNK_CPU
+        uncropped = 0 if h % 2 == 0 and w % 2 == 0 else n * (h + h % 2) * (w + w % 2) * itemsize
+        bands = [winograd.buffer_elements(a, b, h, w, chunk=chunk) * itemsize
+                 for a, b in ((c, o), (o, c))]
+        return dict(algorithm=algorithm, buffer_bytes=bands[0],
+                    forward_bytes=bands[0] + o * uncropped, backward_bytes=bands[1] + c * uncropped,
+                    grad_bytes=n * c * h * w * itemsize, kernel_bytes=16 * o * c * itemsize)
+    chunk = conv.CHUNK_GPU if device == "gpu" else conv.CHUNK_CPU
+    col = col_bytes(n, c, h, w, kh, kw, chunk=chunk, itemsize=itemsize)
+    if conv.as_conv_applies(W_shape, (1, 1), pad):
+        backward = padded(o) + col_bytes(n, o, h, w, kh, kw, chunk=chunk, itemsize=itemsize)
+        backward, grad = backward + o * c * kh * kw * itemsize, n * c * h * w * itemsize
+    else:
+        backward, grad = col, padded(c)
+    return dict(algorithm=algorithm, buffer_bytes=col, forward_bytes=padded(c) + col,
+                backward_bytes=backward, grad_bytes=grad)
+
+
+def pool_memory(n, c, h, w, oh, ow, *, pooling, pool_pad, itemsize=4):
+    """The LayerCost memory fields of a 2x2 pool of (N, C, H, W) into (N, C, OH, OW).
+
+    Forward: the padded input copy (none without padding); max pooling adds its uint8 argmax
+    (kept) and a boolean comparison per window offset. Backward: the padded gx (gx views it) and
+    gy / 4 (average), or gy * (argmax == k) and its boolean mask (max).
+    """
+    padded = n * c * (h + pool_pad[0] + pool_pad[1]) * (w + pool_pad[2] + pool_pad[3]) * itemsize
+    copy = padded if any(pool_pad) else 0
+    outputs = n * c * oh * ow
+    if pooling == "max":
+        return dict(saved_bytes=outputs, forward_bytes=copy + outputs,
+                    backward_bytes=outputs * (itemsize + 1), grad_bytes=padded)
+    return dict(saved_bytes=0, forward_bytes=copy, backward_bytes=outputs * itemsize,
+                grad_bytes=padded)
 
 
 def layer_costs(conv_shapes, size, *, deepest="relu5_1", pooling="avg", pool_pad=VGG_POOL_PAD,
-                batch=1, itemsize=4, device="cpu", chunk=None):
+                batch=1, itemsize=4, device="cpu"):
     """The LayerCost of every layer from the input down to ``deepest`` (included).
 
     conv_shapes: [(name, (O, C, KH, KW))] as ``net.conv_shapes()`` gives; size: (H, W);
-    pool_pad: the pools' (top, bottom, left, right) padding; chunk: the most elements of an
-    im2col buffer (None: conv.py's default on ``device``).
+    pool_pad: the pools' (top, bottom, left, right) padding; device: "cpu" or "gpu", where
+    conv.py's and winograd.py's buffers differ in size.
     """
-    chunk = chunk or (conv.CHUNK_GPU if device == "gpu" else conv.CHUNK_CPU)
     sequence = vgg_layer_sequence([name for name, _ in conv_shapes])
     _check_deepest(deepest, [name for name, _ in sequence])
     _check_fits_in_pools(size, deepest, sequence, pool_pad)
@@ -158,22 +226,24 @@ def layer_costs(conv_shapes, size, *, deepest="relu5_1", pooling="avg", pool_pad
     n, (h, w), c = batch, size, conv_shapes[0][1][1]
     costs = []
     for name, kind in sequence:
-        macs = buffer = transient = saved = 0
+        macs, memory = 0, {}
+        out = n * c * h * w
         if kind == "conv":
             o, c_in, kh, kw = shapes[name]
             if c_in != c:
                 raise ValueError(f"plan: {name} expects {c_in} input channels but gets {c}")
-            macs = n * h * w * o * c * kh * kw
-            buffer, transient = conv_buffer_bytes(n, c, h, w, o, kh, kw, chunk=chunk,
-                                                  itemsize=itemsize)
+            macs, out = n * h * w * o * c * kh * kw, n * o * h * w
+            memory = dict(saved_bytes=0, **conv_memory(n, c, h, w, o, kh, kw, device=device,
+                                                       itemsize=itemsize))
             c = o
         elif kind == "relu":
-            saved = n * c * h * w                           # the boolean mask, 1 byte each
+            memory = dict(saved_bytes=out, grad_bytes=out * itemsize)   # the mask: 1 byte each
         else:
-            h, w = pooled(h, pool_pad[:2]), pooled(w, pool_pad[2:])
-            saved = n * c * h * w if pooling == "max" else 0   # argmax: one uint8 per output
-        costs.append(LayerCost(name, kind, (n, c, h, w), macs, n * c * h * w * itemsize,
-                               saved, buffer, transient))
+            oh, ow = pooled(h, pool_pad[:2]), pooled(w, pool_pad[2:])
+            memory = pool_memory(n, c, h, w, oh, ow, pooling=pooling, pool_pad=pool_pad,
+                                 itemsize=itemsize)
+            h, w, out = oh, ow, n * c * oh * ow
+        costs.append(LayerCost(name, kind, (n, c, h, w), macs, out * itemsize, **memory))
         if name == deepest:
             return costs
     raise AssertionError("unreachable: deepest was checked")
@@ -223,35 +293,107 @@ def optimizer_state_bytes(numel, *, optimizer="lbfgs", history=10, itemsize=4):
     return vectors[optimizer] * numel * itemsize
 
 
+def forward_peaks(layers, requested):
+    """Per layer, the bytes one iteration holds while its forward runs.
+
+    Its input (none for the first: the image is the optimiser's), output and work buffers, what
+    the layers before it keep for backward, and the outputs of the ``requested`` layers (those
+    the losses read) computed so far: VGG19.__call__ drops every other layer's output.
+    """
+    peaks, kept, held, previous = [], 0, 0, None
+    for la in layers:
+        given = previous.out_bytes if previous is not None else 0
+        peaks.append(kept + held + given + la.saved_bytes + la.out_bytes + la.forward_bytes)
+        kept += la.saved_bytes
+        if previous is not None and previous.name in requested:
+            held += previous.out_bytes        # no longer the input, still held for the losses
+        previous = la
+    return peaks
+
+
+def backward_peaks(layers, kept, loss_layers, *, image_bytes):
+    """Per layer, the bytes one iteration holds while its backward runs.
+
+    ``kept``: all that is kept until backward ends. Then gy (the loss's gradient at the deepest
+    layer, else the gx of the layer after), gx and the work buffers. Where a loss reads a layer
+    L above the deepest, the engine sums its gradient and the gx of L + 1: three arrays at once.
+    Which of the two comes first varies from run to run (functions of equal generation run in
+    the order of their ids, autograd/tensor.py): the model takes the dearer order, the loss's
+    gradient waiting while L + 1's backward runs. The first layer adds the image's gradient and,
+    from the total variation, a second image-sized one.
+    """
+    peaks, gy = [], layers[-1].out_bytes
+    for i in reversed(range(len(layers))):
+        la, below, merge = layers[i], layers[i - 1] if i else None, 0
+        waiting = below.out_bytes if below is not None and below.name in loss_layers else 0
+        if la.name in loss_layers and i < len(layers) - 1:
+            merge, gy = kept + gy + 2 * la.out_bytes, la.out_bytes   # gy then is the sum
+        image = 0 if i else 2 * image_bytes
+        peaks.append(max(merge, kept + gy + waiting + la.grad_bytes + la.backward_bytes + image))
+        gy = la.grad_bytes
+    return peaks[::-1]
+
+
+def loss_bytes(by_name, style_layers, content_layers, image_shape, *, itemsize=4):
+    """(targets, kept) bytes of the losses. Targets: per style layer A/M_s (N, C, C), per content
+    layer P. Kept for backward, besides the style layers' outputs (Gram keeps F): per style layer
+    G/M (Div's) and G/M - A (SumSquaredError's), per content layer F - P, and the total
+    variation's dv (N, C, H-1, W) and dh (N, C, H, W-1)."""
+    n, c, h, w = image_shape
+    grams = [by_name[name].shape[0] * by_name[name].shape[1] ** 2 * itemsize
+             for name in style_layers]
+    contents = [by_name[name].out_bytes for name in content_layers]
+    tv = n * c * ((h - 1) * w + h * (w - 1)) * itemsize
+    return sum(grams) + sum(contents), 2 * sum(grams) + sum(contents) + tv
+
+
+def memory_peaks(layers, style_layers, content_layers, image_shape, *, itemsize=4):
+    """(targets, kept, forward peaks, backward peaks) of one iteration, in bytes.
+
+    kept: the layers' saved arrays, the style layers' outputs and the losses' (loss_bytes). The
+    losses' forward runs after the last layer, holding every requested output: the last
+    layer's forward peak covers it too.
+    """
+    by_name = {layer.name: layer for layer in layers}
+    requested = {*style_layers, *content_layers}
+    targets, losses = loss_bytes(by_name, style_layers, content_layers, image_shape,
+                                 itemsize=itemsize)
+    saved = sum(la.saved_bytes for la in layers)
+    kept = saved + sum(by_name[name].out_bytes for name in set(style_layers)) + losses
+    forward = forward_peaks(layers, requested)
+    forward[-1] = max(forward[-1], saved + sum(by_name[n].out_bytes for n in requested) + losses)
+    image = int(np.prod(image_shape)) * itemsize
+    return targets, kept, forward, backward_peaks(layers, kept, requested, image_bytes=image)
+
+
 def plan_iteration(conv_shapes, size, *, deepest="relu5_1", pooling="avg", pool_pad=VGG_POOL_PAD,
                    batch=1, itemsize=4, style_layers=(), content_layers=(), optimizer="lbfgs",
                    history=10, device="cpu"):
     """The IterationPlan of one iteration at ``size`` = (H, W), down to ``deepest``.
 
     style_layers, content_layers: the layers the losses read (Gram matrices, their memory);
-    device: "cpu" or "gpu", where conv.py's im2col buffers differ in size.
+    device: "cpu" or "gpu", where conv.py's and winograd.py's buffers differ in size.
     """
     if pooling not in ("avg", "max"):
         raise ValueError(f"plan: pooling must be 'avg' or 'max', not {pooling!r}")
     layers = layer_costs(conv_shapes, size, deepest=deepest, pooling=pooling, pool_pad=pool_pad,
                          batch=batch, itemsize=itemsize, device=device)
     by_name = {layer.name: layer for layer in layers}
-    loss_layers = [*style_layers, *content_layers]
-    missing = [name for name in loss_layers if name not in by_name]
+    missing = [name for name in [*style_layers, *content_layers] if name not in by_name]
     if missing:
         raise UserError(f"the layer {missing[0]} is deeper than {deepest}; use {deepest} or a "
                         "shallower layer for the losses")
-    styles = [by_name[name].shape for name in style_layers]
-    contents = [by_name[name].out_bytes for name in content_layers]
-    image = batch * conv_shapes[0][1][1] * size[0] * size[1] * itemsize
-    grams = [n * c * c * itemsize for n, c, _, _ in styles]
+    image_shape = (batch, conv_shapes[0][1][1], *size)
+    targets, kept, forward, backward = memory_peaks(layers, style_layers, content_layers,
+                                                    image_shape, itemsize=itemsize)
+    image = int(np.prod(image_shape)) * itemsize
     return IterationPlan(
-        tuple(size), batch, deepest, pooling, itemsize, tuple(layers),
-        gram_macs=sum(n * c * c * h * w for n, c, h, w in styles), image_bytes=image,
+        tuple(size), batch, deepest, pooling, itemsize, tuple(layers), tuple(style_layers),
+        gram_macs=sum(n * c * c * h * w for n, c, h, w in (by_name[s].shape for s in style_layers)),
+        image_bytes=image,
         weight_bytes=sum((o * c * kh * kw + o) * itemsize for _, (o, c, kh, kw) in conv_shapes),
-        target_bytes=sum(grams) + sum(contents),
-        loss_bytes=3 * sum(grams) + sum(contents) + 2 * image,   # G, G/M, G/M - A; F - P; TV
-        merge_bytes=3 * max([by_name[name].out_bytes for name in loss_layers], default=0),
+        kernel_bytes=sum(la.kernel_bytes for la in layers), target_bytes=targets,
+        kept_bytes=kept, forward_peaks=tuple(forward), backward_peaks=tuple(backward),
         state_bytes=optimizer_state_bytes(image // itemsize, optimizer=optimizer,
                                           history=history, itemsize=itemsize),
         optimizer=optimizer, history=history)
@@ -374,7 +516,7 @@ def check_memory(conv_shapes, size, *, device="cpu", available=None, **options):
     where = "GPU memory" if device == "gpu" else "RAM"
     longest = largest_size_that_fits(conv_shapes, available, shape=size, device=device, **options)
     advice = f"use --size {longest} or less" if longest else "free some memory"
-    raise UserError(f"one iteration at {size[0]}x{size[1]} needs about "
+    raise UserError(f"one iteration at {size[1]}x{size[0]} needs about "
                     f"{format_bytes(plan.peak_bytes)} but only {format_bytes(available)} of "
                     f"{where} is free; {advice}")
 
@@ -400,29 +542,38 @@ def format_count(n):
 def explain_text(plan, *, gflops=None, device="cpu"):
     """The plan as a readable table of layers, then the totals per iteration.
 
-    gflops: the measured float32 matmul rate (:func:`measure_matmul_gflops`), for the time
-    estimate; left out when None.
+    Sizes are width x height, as stylize prints them; shapes C x H x W. gflops: the measured
+    float32 matmul rate (:func:`measure_matmul_gflops`), for the time estimate; none when None.
     """
     (h, w), n = plan.size, plan.batch
-    lines = [f"Plan for one iteration at {h}x{w} (N={n}), forward down to {plan.deepest} "
+    lines = [f"Plan for one iteration at {w}x{h} (N={n}), forward down to {plan.deepest} "
              f"({plan.pooling} pooling, {8 * plan.itemsize}-bit floats) and the gradient with "
-             "respect to the image:", "",
-             f"{'layer':<9}{'output C x H x W':>20}{'multiply-adds':>15}{'activation':>13}"
-             f"{'kept extra':>13}{'im2col':>12}"]
-    for la in plan.layers:
+             "respect to the image:", "", _row("layer", "output C x H x W", "multiply-adds",
+                                              "output", "kept", "algorithm", "buffers", "fwd peak",
+                                              "bwd peak")]
+    for la, forward, backward in zip(plan.layers, plan.forward_peaks, plan.backward_peaks):
         _, c, oh, ow = la.shape
-        lines.append(f"{la.name:<9}{f'{c} x {oh} x {ow}':>20}"
-                     f"{format_count(la.macs) if la.macs else '-':>15}"
-                     f"{format_bytes(la.out_bytes):>13}"
-                     f"{format_bytes(la.saved_bytes) if la.saved_bytes else '-':>13}"
-                     f"{format_bytes(la.buffer_bytes) if la.buffer_bytes else '-':>12}")
-    return "\n".join(lines + [""] + _totals_lines(plan, gflops, device))
+        kept = plan.kept_layer_bytes(la)
+        lines.append(_row(la.name, f"{c} x {oh} x {ow}", format_count(la.macs) if la.macs else "-",
+                          format_bytes(la.out_bytes), format_bytes(kept) if kept else "-",
+                          la.algorithm or "-", format_bytes(la.buffer_bytes) if la.buffer_bytes
+                          else "-", format_bytes(forward), format_bytes(backward)))
+    return "\n".join(lines + ["", "kept: held until backward ends (ReLU's mask, max pool's argmax, "
+                              "a style layer's output); peaks: all one iteration holds then", ""]
+                     + _totals_lines(plan, gflops, device))
+
+
+def _row(*cells):
+    """One line of the layer table: the name left-aligned, the rest right-aligned."""
+    widths = (9, 18, 14, 11, 10, 10, 11, 11, 11)
+    return cells[0].ljust(widths[0]) + "".join(c.rjust(w) for c, w in zip(cells[1:], widths[1:]))
 
 
 def _totals_lines(plan, gflops, device):
     pixels = plan.batch * plan.size[0] * plan.size[1]
     macs = plan.forward_macs
     optimiser = f"L-BFGS, m={plan.history}" if plan.optimizer == "lbfgs" else "Adam"
+    where = "{}'s {}".format(*plan.peak_layer)
     lines = ["Totals per iteration:",
              f"  forward multiply-adds (convolutions)  {format_count(macs)}  "
              f"({macs // pixels:,} per pixel)",
@@ -433,10 +584,12 @@ def _totals_lines(plan, gflops, device):
                      f"  (+{100 * plan.gram_macs / macs:.1f}%)")
     lines += [f"  FLOP (2 x 2 x multiply-adds)          {format_count(plan.flop)}", "",
               f"  network weights (all conv layers)     {format_bytes(plan.weight_bytes)}",
+              f"  Winograd kernels (made once)          {format_bytes(plan.kernel_bytes)}",
               f"  loss targets (content, Gram)          {format_bytes(plan.target_bytes)}",
-              f"  kept for backward (layers, losses)    {format_bytes(plan.kept_bytes)}",
-              f"  largest transient buffers             {format_bytes(plan.transient_bytes)}",
               f"  optimiser state ({optimiser + ')':<21}{format_bytes(plan.state_bytes)}",
+              f"  kept for backward (masks, losses)     {format_bytes(plan.kept_bytes)}",
+              f"  transient at the peak                 {format_bytes(plan.transient_bytes)}  "
+              f"({where})",
               f"  peak memory estimate                  {format_bytes(plan.peak_bytes)}"]
     if gflops:
         lines += [f"  estimated time per iteration          {plan.flop / (gflops * 1e9):.2f} s",

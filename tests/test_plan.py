@@ -124,25 +124,47 @@ def test_memory_terms(shapes):
     assert avg.image_bytes == image
     assert avg.state_bytes == (2 * 10 + 4) * image and adam.state_bytes == 4 * image
     relu_masks = sum(math.prod(la.shape) for la in avg.layers if la.kind == "relu")
-    outputs = sum(la.out_bytes for la in avg.layers)
-    assert avg.loss_bytes == 2 * image and avg.target_bytes == 0     # TV only: no layers given
-    assert avg.kept_bytes == image + outputs + relu_masks + avg.loss_bytes
+    tv = 4 * 3 * (63 * 32 + 64 * 31)                               # dv and dh
+    assert avg.target_bytes == 0 and avg.kept_bytes == relu_masks + tv   # TV only: no layers
     argmax = sum(math.prod(la.shape) for la in mx.layers if la.kind == "pool")    # uint8
     assert mx.kept_bytes == avg.kept_bytes + argmax
     weights = sum((o * c * 9 + o) * 4 for _, (o, c, _, _) in shapes)
-    assert avg.weight_bytes == weights
-    assert avg.peak_bytes == weights + avg.kept_bytes + avg.transient_bytes + avg.state_bytes
+    kernels = sum(16 * o * c * 4 for _, (o, c, _, _) in shapes[:13]   # used: down to conv5_1
+                  if min(o, c) >= 128)
+    assert avg.weight_bytes == weights and avg.kernel_bytes == kernels
+    assert P.format_bytes(kernels) == "87.0 MiB"
+    assert avg.peak_bytes == (weights + kernels + avg.state_bytes + avg.kept_bytes
+                              + avg.transient_bytes)
     losses = P.plan_iteration(shapes, (64, 32), style_layers=STYLE, content_layers=["relu4_2"])
+    by_name = {la.name: la for la in losses.layers}
     grams = 4 * (64 ** 2 + 128 ** 2 + 256 ** 2 + 512 ** 2 + 512 ** 2)
     relu4_2 = 4 * 512 * 8 * 4
     assert losses.target_bytes == grams + relu4_2
-    assert losses.loss_bytes == 3 * grams + relu4_2 + 2 * image
-    assert losses.merge_bytes == 3 * 4 * 64 * 64 * 32 and avg.merge_bytes == 0   # at relu1_1
-    assert losses.transient_bytes == max(losses.merge_bytes, avg.transient_bytes)
-    conv1_2 = P.layer_costs(shapes, (32, 16), deepest="conv1_2")[-1]
-    assert conv1_2.buffer_bytes == 32 * 16 * 64 * 9 * 4        # (OH*OW, C*KH*KW) float32
+    features = sum(by_name[name].out_bytes for name in STYLE)         # Gram keeps F
+    assert losses.kept_bytes == relu_masks + features + 2 * grams + relu4_2 + tv
     double = P.plan_iteration(shapes, (64, 32), itemsize=8)
-    assert double.transient_bytes == 2 * avg.transient_bytes
+    assert double.kept_bytes == 2 * avg.kept_bytes - relu_masks        # masks stay 1 byte
+
+
+def test_algorithms_and_layer_peaks(shapes):
+    plan = P.plan_iteration(shapes, (64, 32), style_layers=["relu1_1"])
+    algorithms = [la.algorithm for la in plan.layers if la.kind == "conv"]
+    assert algorithms == ["im2col"] * 3 + ["winograd"] * 10   # C and O >= 128, to conv5_1
+    conv1_1, relu1_1, conv1_2 = plan.layers[:3]
+    assert plan.forward_peaks[0] == conv1_1.out_bytes + conv1_1.forward_bytes   # no input
+    assert plan.forward_peaks[1] == 2 * relu1_1.out_bytes + relu1_1.saved_bytes
+    # conv1_2's forward: relu1_1's output is its input, the mask is kept
+    assert plan.forward_peaks[2] == (relu1_1.saved_bytes + relu1_1.out_bytes
+                                     + conv1_2.out_bytes + conv1_2.forward_bytes)
+    last = plan.layers[-1]
+    assert plan.backward_peaks[-1] == plan.kept_bytes + last.out_bytes + last.grad_bytes
+    # relu1_1's gradient waits (the dearer order) while conv1_2's backward runs
+    assert plan.backward_peaks[2] == (plan.kept_bytes + plan.layers[3].grad_bytes
+                                      + relu1_1.out_bytes + conv1_2.grad_bytes
+                                      + conv1_2.backward_bytes)
+    assert plan.peak_layer == ("conv1_2", "backward")
+    assert plan.transient_bytes == max(*plan.forward_peaks, *plan.backward_peaks) \
+        - plan.kept_bytes
 
 
 @pytest.mark.parametrize("device, chunk", [("cpu", conv.CHUNK_CPU), ("gpu", conv.CHUNK_GPU)])
@@ -171,25 +193,31 @@ def traced_peak(run):
 SLACK = 3 * 8192 * 4 + 4096
 
 
-@pytest.mark.parametrize("shape, rows_per_chunk", [((1, 16, 64, 48), 10), ((3, 8, 30, 20), None)])
-def test_conv_model_matches_what_conv2d_allocates(shape, rows_per_chunk):
+@pytest.mark.parametrize("shape, o, algorithm", [
+    ((1, 64, 96, 80), 64, "im2col"),      # backward as a conv of gy; col in bands of rows
+    ((2, 16, 30, 20), 32, "im2col"),      # O > C: backward by col2im, gx views a padded array
+    ((1, 128, 24, 20), 128, "winograd"), ((1, 128, 23, 17), 256, "winograd")])   # odd: a crop
+def test_conv_model_matches_what_conv2d_allocates(shape, o, algorithm):
     rng = np.random.default_rng(0)
     n, c, h, w = shape
-    x = rng.standard_normal(shape).astype(np.float32)
-    W = rng.standard_normal((32, c, 3, 3)).astype(np.float32)
-    chunk = c * 9 * w * (rows_per_chunk or h * n)
-    col, transient = P.conv_buffer_bytes(n, c, h, w, 32, 3, 3, chunk=chunk)
-    assert col == 4 * chunk
-    padded, y_bytes = 4 * n * c * (h + 2) * (w + 2), 4 * n * 32 * h * w
-    y, forward_peak = traced_peak(lambda: conv.conv2d_forward(x, W, None, 1, 1, chunk=chunk))
-    assert forward_peak == pytest.approx(y_bytes + padded + col, abs=SLACK)
-    _, backward_peak = traced_peak(lambda: conv.conv2d_grad_input(y, W, shape, 1, 1, chunk=chunk))
-    assert backward_peak + y_bytes == pytest.approx(transient, abs=SLACK)   # gy existed already
+    x = ag.Tensor(rng.standard_normal(shape).astype(np.float32), requires_grad=True)
+    W = ag.Tensor(rng.standard_normal((o, c, 3, 3)).astype(np.float32) / 30)
+    ag.conv2d(x, W, pad=1)                        # Winograd's U, made once and then held
+    memory = P.conv_memory(n, c, h, w, o, 3, 3)
+    assert memory["algorithm"] == algorithm
+    y_bytes, gx_bytes = 4 * n * o * h * w, memory["grad_bytes"]
+    y, forward_peak = traced_peak(lambda: ag.conv2d(x, W, pad=1))
+    assert y.creator.chosen == algorithm
+    assert forward_peak == pytest.approx(y_bytes + memory["forward_bytes"], abs=SLACK)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    (gx, _), backward_peak = traced_peak(lambda: y.creator.backward(gy))   # (gx, gW: None)
+    assert gx.shape == shape and gx_bytes >= gx.nbytes
+    assert backward_peak == pytest.approx(gx_bytes + memory["backward_bytes"], abs=SLACK)
 
 
 def test_peak_grows_with_size(shapes):
     plans = [P.plan_iteration(shapes, (s, s)) for s in (32, 64, 128, 256, 512)]
-    peaks = [plan.peak_bytes - plan.weight_bytes for plan in plans]
+    peaks = [plan.peak_bytes - plan.weight_bytes - plan.kernel_bytes for plan in plans]
     assert all(a < b for a, b in zip(peaks, peaks[1:]))
     assert 3.5 < peaks[4] / peaks[3] < 4.0          # about linear in the pixel count
     gpu = P.plan_iteration(shapes, (512, 512), device="gpu")
@@ -273,19 +301,42 @@ def test_formatting():
     assert P.format_count(94_730_452_992) == "94.7 G" and P.format_count(999) == "999"
 
 
-def test_model_matches_the_memory_of_a_real_iteration(shapes):
-    """kept + transient against what one Objective.value_and_grad really allocates (tracemalloc)."""
-    from minivgg.losses import Objective, content_targets, layer_weights, style_targets
+@pytest.fixture(scope="module")
+def random_net():
+    """VGG-19 with random weights, its Winograd kernels already made (one small iteration):
+    a run holds them from its first iteration on, as it holds the weights."""
     from minivgg.vgg import load_vgg19
     net = load_vgg19("random", seed=0)
-    assert net.conv_shapes() == shapes
-    rng = np.random.default_rng(1)
-    content, style, x = (rng.uniform(-100, 100, (1, 3, 64, 40)).astype(np.float32)
-                         for _ in range(3))
-    objective = Objective(net, content_targets(net, content, ["relu4_2"]),
-                          style_targets(net, [style], STYLE), layer_weights(STYLE),
-                          content_weight=1.0, style_weight=1.0, tv_weight=1.0)
+    objective_for(net, (32, 32)).value_and_grad(np.zeros((1, 3, 32, 32), dtype=np.float32))
+    return net
+
+
+def objective_for(net, size):
+    """The style-transfer objective at ``size`` with random targets of the right shapes."""
+    from minivgg.losses import Objective, layer_weights
+    plan = P.plan_iteration(net.conv_shapes(), size, style_layers=STYLE)
+    by_name = {la.name: la for la in plan.layers}
+    rng = np.random.default_rng(2)
+    content = {"relu4_2": rng.random(by_name["relu4_2"].shape, dtype=np.float32)}
+    style = {name: rng.random((1, *by_name[name].shape[1:2] * 2), dtype=np.float32)
+             for name in STYLE}                                     # (1, C, C)
+    return Objective(net, content, style, layer_weights(STYLE), content_weight=1.0,
+                     style_weight=1.0, tv_weight=1.0)
+
+
+# 64 x 40 reaches odd sizes from block 4 on (Winograd's crop), 120 x 90 from block 2.
+@pytest.mark.parametrize("size", [(64, 40), (120, 90), (256, 192)])
+def test_model_matches_the_memory_of_a_real_iteration(shapes, random_net, size):
+    """The iteration's modelled peak against what one Objective.value_and_grad allocates."""
+    assert random_net.conv_shapes() == shapes
+    objective = objective_for(random_net, size)
+    x = np.random.default_rng(1).uniform(-100, 100, (1, 3, *size)).astype(np.float32)
     _, measured = traced_peak(lambda: objective.value_and_grad(x))
-    plan = P.plan_iteration(shapes, (64, 40), style_layers=STYLE, content_layers=["relu4_2"])
-    # Within 10%: small arrays (scalars, views, Python objects) are not modelled.
-    assert measured == pytest.approx(plan.kept_bytes + plan.transient_bytes, rel=0.1)
+    plan = P.plan_iteration(shapes, size, style_layers=STYLE, content_layers=["relu4_2"])
+    assert plan.peak_layer == ("conv1_2", "backward")
+    # The model takes the dearer order of relu1_1's two gradients (see plan.backward_peaks);
+    # the engine's order varies from run to run, so the measure may match the cheaper one,
+    # one relu1_1 output less. Within 10%: small arrays and Python objects are not modelled.
+    cheaper = plan.iteration_bytes - plan.layers[1].out_bytes
+    assert any(measured == pytest.approx(model, rel=0.1)
+               for model in (plan.iteration_bytes, cheaper))

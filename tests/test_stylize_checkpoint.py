@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 
 from minivgg.errors import UserError
+from minivgg import files
+from minivgg.files import atomic_write
 from minivgg.stylize import checkpoint as ck
 
 
@@ -13,7 +15,7 @@ def test_nested_state_round_trips_exactly(tmp_path):
              "inner": {"m": rng.standard_normal(5), "pairs": [(1, 2.5), []]},
              "scalar": np.float64(3.25)}
     path = tmp_path / "s.state.npz"
-    ck.atomic_write(path, ck.dump_state(state))
+    atomic_write(path, ck.dump_state(state))
     back = ck.load_state(path)
     assert back["iteration"] == 7 and back["lr"] == 0.5 and back["name"] == "lbfgs"
     assert back["nothing"] is None and back["flag"] is True
@@ -26,7 +28,7 @@ def test_nested_state_round_trips_exactly(tmp_path):
 
 def test_state_files_load_without_pickle(tmp_path):
     path = tmp_path / "s.state.npz"
-    ck.atomic_write(path, ck.dump_state({"x": np.ones(3)}))
+    atomic_write(path, ck.dump_state({"x": np.ones(3)}))
     with np.load(path, allow_pickle=False) as f:          # would raise if anything were pickled
         assert sorted(f.files) == ["__meta__", "a0"]
 
@@ -62,9 +64,9 @@ def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path, monkeypatch):
     def fail(src, dst):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ck.os, "replace", fail)
+    monkeypatch.setattr(files.os, "replace", fail)
     with pytest.raises(KeyboardInterrupt):
-        ck.atomic_write(target, b"new\n")
+        atomic_write(target, b"new\n")
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["log.csv"]
 

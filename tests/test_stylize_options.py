@@ -213,7 +213,7 @@ def test_memory_check_refuses_with_the_estimate_and_a_size_that_fits(capsys, ima
     content, style = images
     monkeypatch.setattr(minivgg.plan, "available_memory_bytes", lambda device="cpu": 300 * 2 ** 20)
     line = refused(capsys, [content, style, "--weights", "random", "--size", "512"], tmp_path)
-    assert "one iteration at 410x512 needs about" in line and "300.0 MiB" in line
+    assert "one iteration at 512x410 needs about" in line and "300.0 MiB" in line
     assert "use --size" in line
     size = int(line.split("use --size ")[1].split()[0])
     assert 16 <= size < 512

@@ -161,3 +161,22 @@ def test_lbfgs_stops_when_no_step_lowers_the_loss(tiny_mat, images, tmp_path, ca
     assert main([str(a) for a in argv]) == 0
     assert "stopped at iteration 1: L-BFGS found no step" in capsys.readouterr().err
     assert len(read_log(tmp_path / "l.csv")) == 2
+
+
+def test_trace_gives_the_gradient_of_a_plain_iteration(tiny_mat, capsys):
+    import numpy as np
+    from minivgg import load_vgg19
+    from minivgg.stylize.trace import print_trace
+    net = load_vgg19(tiny_mat)
+    rng = np.random.default_rng(0)
+    content, style = (rng.uniform(-100, 100, (1, 3, 24, 32)).astype(np.float32) for _ in "cs")
+    c_layers, s_layers = ["relu4_2"], ["relu1_1", "relu3_1", "relu5_1"]
+    objective = losses.Objective(
+        net, losses.content_targets(net, content, c_layers),
+        losses.style_targets(net, [style], s_layers), losses.layer_weights(s_layers),
+        content_weight=5.0, style_weight=0.1, tv_weight=0.01)
+    x = rng.uniform(-100, 100, (1, 3, 24, 32)).astype(np.float32)
+    _, expected, _ = objective.value_and_grad(x)
+    traced = print_trace(objective, x)
+    np.testing.assert_allclose(traced, expected, rtol=1e-6, atol=0)
+    assert "relu4_2" in capsys.readouterr().out

@@ -198,3 +198,33 @@ def test_gpu_round_trip():
     (t * t).sum().backward()
     assert "device=gpu" in repr(t)
     np.testing.assert_array_equal(ag.to_cpu(t.grad), [0.0, 2.0, 4.0])
+
+
+def test_the_graph_does_not_keep_intermediate_outputs_alive():
+    """Functions hold Edges, not Tensors, for non-leaf inputs: dropped outputs are freed."""
+    import gc
+    import weakref
+    x = ag.Tensor(np.random.default_rng(0).standard_normal((2, 3)), requires_grad=True)
+    hidden = x * 3.0
+    watch = weakref.ref(hidden)
+    y = ag.relu(hidden + 1.0).sum()
+    del hidden
+    gc.collect()
+    assert watch() is None
+    y.backward()
+    np.testing.assert_allclose(x.grad, 3.0 * (x.data * 3.0 + 1.0 > 0))
+
+
+def test_backward_hook_sees_every_function_once_in_heap_order():
+    x = ag.Tensor(np.arange(1.0, 4.0), requires_grad=True)
+    a, b = x * 2.0, x * x
+    y = (a + b).sum()
+    seen = []
+
+    def hook(f, gy):
+        seen.append(f.name)
+        return f.backward(gy)
+
+    y.backward(hook=hook)
+    assert seen[:2] == ["Sum", "Add"] and sorted(seen[2:]) == ["Mul", "Mul"]
+    np.testing.assert_allclose(x.grad, 2.0 + 2.0 * x.data)

@@ -13,9 +13,7 @@ written to a temporary name in the same folder and renamed into place (``atomic_
 """
 import io
 import json
-import os
 import re
-import secrets
 import zipfile
 from pathlib import Path
 
@@ -24,23 +22,9 @@ import numpy as np
 from miniautograd import to_cpu
 
 from ..errors import UserError
+from ..files import atomic_write
 
 STATE_SUFFIX = ".state.npz"
-
-
-def atomic_write(path, data):
-    """Write bytes to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:                 # KeyboardInterrupt too: never leave the temporary file
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def checkpoint_paths(output, iteration, *, digits=4):

@@ -2,17 +2,15 @@
 
 For the first iteration the objective is evaluated once more on the starting image, and every
 Function in its graph is listed: forward in graph order (by generation, a valid order to run them),
-each op re-run on its recorded inputs and timed alone; then backward, in exactly the order
-``Tensor.backward`` visits the functions (a max-heap on generation), each ``backward`` timed alone.
-For each op: its name (and the layer, when the network named its output), input and output shapes,
-milliseconds, the bytes of its output (forward) or of the gradients it returns (backward), and the
-bytes it keeps for backward (arrays it saved, views of other arrays included).
+each op re-run on the arrays the re-run before it produced and timed alone; then backward, in
+exactly the order ``Tensor.backward`` visits the functions (a max-heap on generation), each
+``backward`` timed through the ``hook`` that Tensor.backward offers. For each op: its name (and the
+layer, when the network named its output), input and output shapes, milliseconds, the bytes of its
+output (forward) or of the gradients it returns (backward), and the bytes it keeps for backward
+(arrays it saved, views of other arrays included).
 
-No global state and no hook in the engine: the graph is read from the tensors (``creator``,
-``inputs``, ``generation``) and ``trace_backward`` repeats Tensor.backward's loop with a clock
-around each call; a test checks that it gives the same gradient as ``Tensor.backward``.
+No global state: the graph is read from the tensors (``creator``, ``inputs``, ``generation``).
 """
-import heapq
 import sys
 import time
 
@@ -23,17 +21,16 @@ MIB = 1024 ** 2
 
 
 def graph_functions(y):
-    """[(function, its output Tensor)] of the graph that made y, by generation (a run order)."""
-    seen, found, stack = set(), [], [y]
+    """The Functions of the graph that made y, by generation (an order in which they can run)."""
+    seen, found, stack = set(), [], [y.creator]
     while stack:
-        t = stack.pop()
-        f = t.creator
+        f = stack.pop()
         if f is None or id(f) in seen:
             continue
         seen.add(id(f))
-        found.append((f, t))
-        stack.extend(f.inputs)
-    return sorted(found, key=lambda pair: pair[0].generation)
+        found.append(f)
+        stack.extend(x.creator for x in f.inputs)
+    return sorted(found, key=lambda f: f.generation)
 
 
 def kept_bytes(f):
@@ -53,51 +50,46 @@ def _timed(xp, call):
     return result, 1000 * (time.perf_counter() - start)
 
 
-def trace_forward(y, out):
-    """Re-run and time each op of y's graph on its recorded inputs; print one line per op."""
+def trace_forward(y, layer_of, out):
+    """Re-run and time each op of y's graph, leaves first; print one line per op.
+
+    The graph keeps only leaf inputs' arrays, so each op is fed what the re-run of the op that
+    made its input returned. ``layer_of`` maps id(function) to the layer name of its output.
+    """
     xp = ag.get_array_module(y.data)
     print(f"{'forward':<10}{'op':<18}{'layer':<10}{'inputs':<30}{'output':<16}{'ms':>8}"
           f"{'out MiB':>9}{'kept MiB':>10}", file=out)
-    total_ms = 0.0
-    for i, (f, t) in enumerate(graph_functions(y), start=1):
-        xs = [x.data for x in f.inputs]
-        _, ms = _timed(xp, lambda: f.forward(*xs))
+    outputs, total_ms = {}, 0.0
+    for i, f in enumerate(graph_functions(y), start=1):
+        xs = [x.data if x.creator is None else outputs[id(x.creator)] for x in f.inputs]
+        result, ms = _timed(xp, lambda: f.forward(*xs))
+        outputs[id(f)] = result
         total_ms += ms
         inputs = ", ".join(_shape(x.shape) for x in f.inputs)
-        print(f"{i:<10}{f.name:<18}{t.name or '':<10}{inputs:<30}{_shape(t.shape):<16}{ms:8.2f}"
-              f"{t.data.nbytes / MIB:9.2f}{kept_bytes(f) / MIB:10.2f}", file=out)
+        print(f"{i:<10}{f.name:<18}{layer_of.get(id(f), ''):<10}{inputs:<30}"
+              f"{_shape(result.shape):<16}{ms:8.2f}{result.nbytes / MIB:9.2f}"
+              f"{kept_bytes(f) / MIB:10.2f}", file=out)
     return total_ms
 
 
-def trace_backward(y, leaf, out):
-    """Tensor.backward's loop from scalar y, timing each op's backward; returns dL/d(leaf)."""
+def trace_backward(y, layer_of, out):
+    """y.backward(), timing and printing each op's backward; returns the total milliseconds."""
     xp = ag.get_array_module(y.data)
     print(f"{'backward':<10}{'op':<18}{'layer':<10}{'gy':<16}{'gradients':<30}{'ms':>8}"
           f"{'grad MiB':>9}", file=out)
-    outputs = {id(f): t for f, t in graph_functions(y)}
-    pending = {y.creator: xp.ones_like(y.data)}
-    heap = [(-y.generation, id(y.creator), y.creator)]
-    grad, step, total_ms = None, 0, 0.0
-    while heap:
-        _, _, f = heapq.heappop(heap)
-        gy = pending.pop(f)
+    steps = []
+
+    def timed_backward(f, gy):
         gxs, ms = _timed(xp, lambda: f.backward(gy))
-        step, total_ms = step + 1, total_ms + ms
+        steps.append(ms)
         shapes = ", ".join("-" if g is None else _shape(g.shape) for g in gxs)
         nbytes = sum(g.nbytes for g in gxs if g is not None)
-        print(f"{step:<10}{f.name:<18}{outputs[id(f)].name or '':<10}{_shape(gy.shape):<16}"
+        print(f"{len(steps):<10}{f.name:<18}{layer_of.get(id(f), ''):<10}{_shape(gy.shape):<16}"
               f"{shapes:<30}{ms:8.2f}{nbytes / MIB:9.2f}", file=out)
-        for x, gx in zip(f.inputs, gxs):
-            if gx is None or not x.requires_grad:
-                continue
-            if x is leaf:
-                grad = gx if grad is None else grad + gx
-            elif x.creator is not None and x.creator in pending:
-                pending[x.creator] = pending[x.creator] + gx
-            elif x.creator is not None:
-                pending[x.creator] = gx
-                heapq.heappush(heap, (-x.generation, id(x.creator), x.creator))
-    return grad, total_ms
+        return gxs
+
+    y.backward(hook=timed_backward)
+    return sum(steps)
 
 
 def named_responses(objective, x):
@@ -121,11 +113,14 @@ def print_trace(objective, x, *, out=None):
     """
     out = out or sys.stdout
     xt = ag.Tensor(x, requires_grad=True, name="image")
-    y = objective.terms(xt, named_responses(objective, xt))["total"]
+    responses = named_responses(objective, xt)
+    layer_of = {id(t.creator): name for name, t in responses.items()}
+    y = objective.terms(xt, responses)["total"]
+    del responses                      # let the arrays go, as in a normal iteration
     print(f"trace of one iteration at {_shape(x.shape)}: forward ({len(graph_functions(y))} ops, "
-          "each re-run alone on its recorded inputs)", file=out)
-    forward_ms = trace_forward(y, out)
+          "each re-run alone)", file=out)
+    forward_ms = trace_forward(y, layer_of, out)
     print(f"forward total {forward_ms:.1f} ms\n", file=out)
-    grad, backward_ms = trace_backward(y, xt, out)
+    backward_ms = trace_backward(y, layer_of, out)
     print(f"backward total {backward_ms:.1f} ms; loss {y.item():.6g}\n", file=out)
-    return grad
+    return xt.grad

@@ -1,0 +1,30 @@
+"""Writing files so that a crash or Ctrl-C never leaves a half-written one.
+
+``atomic_write`` writes to a temporary name in the target's folder and renames it into place with
+``os.replace`` (atomic on POSIX and Windows within one file system): readers see the old file or
+the complete new one, never a part. Relies on nothing but the standard library.
+"""
+import os
+import secrets
+from pathlib import Path
+
+
+def atomic_write(path, data):
+    """Write the bytes ``data`` to ``path`` through a temporary file and a rename; returns a Path.
+
+    The new file gets the permissions any new file gets (the umask decides). The temporary file
+    is removed on any failure, KeyboardInterrupt included.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
