@@ -282,7 +282,7 @@ def print_exponents(rows):
 
 def print_memory(rows, args, net):
     """Peak memory growth of one iteration per size: measured, minivgg.plan's model, PyTorch."""
-    from minivgg import plan
+    from minivgg import explain, plan
     print("\npeak memory added by one iteration "
           + ("(CuPy pool / torch.cuda.max_memory_allocated):" if args.device == "gpu" else
              "(resident memory, a fresh process per engine and size):"))
@@ -297,7 +297,7 @@ def print_memory(rows, args, net):
             for engine in ["minivgg"] + (["torch"] if args.compare else [])}
         cells = [memory.get("minivgg"), model.kept_bytes + model.transient_bytes]
         cells += [memory.get("torch")] if args.compare else []
-        text = [plan.format_bytes(c) if c is not None else "failed" for c in cells]
+        text = [explain.format_bytes(c) if c is not None else "failed" for c in cells]
         print(f"{row['size']:>5}  " + "".join(f"{t:>12}" for t in text), flush=True)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 import miniautograd as ag
 from miniautograd.backend import synchronize
-from minivgg import plan
+from minivgg import machine, plan
 from minivgg.losses import Objective, content_targets, layer_weights, style_targets
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -202,4 +202,4 @@ def machine_lines(device, xp):
 
 def matmul_rate(xp):
     """The machine's float32 matmul rate in GFLOP/s (n = 1024 on the CPU, 4096 on the GPU)."""
-    return plan.measure_matmul_gflops(xp, repeats=5)
+    return machine.measure_matmul_gflops(xp, repeats=5)

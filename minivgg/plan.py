@@ -1,10 +1,10 @@
 """The cost model: what one style-transfer iteration costs, worked out before running it.
 
-Used by ``python -m minivgg.stylize CONTENT STYLE --explain`` (it prints :func:`explain_text`) and
+Used by ``python -m minivgg.stylize CONTENT STYLE --explain`` (explain.py prints the plan) and
 by the memory check before a real run (:func:`check_memory`). Pure arithmetic on VGG-19's conv
-shapes, the image size, the deepest layer used and the pooling; it relies on NumPy only (CuPy,
-through ``miniautograd.backend``, only for the GPU's rate and free memory), and on conv.py's and
-winograd.py's own rules (which algorithm, how large a buffer) rather than copies of them.
+shapes, the image size, the deepest layer used and the pooling; it relies on NumPy only, on
+conv.py's and winograd.py's own rules (which algorithm, how large a buffer) rather than copies of
+them, and on machine.py for the free RAM or GPU memory the check compares against.
 
 Notation: N images, C input channels, H x W input size, O output channels, KH x KW kernel,
 OH x OW output size. VGG's convolutions are 3x3 with stride 1 and padding 1, so OH = H, OW = W;
@@ -38,8 +38,6 @@ working ones; Adam: two moments). One iteration then allocates:
 The iteration's peak is the largest of these. The estimate is a model, not a measurement:
 bench/bench_iteration.py prints both side by side.
 """
-import os
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +45,8 @@ import numpy as np
 from miniautograd import conv, winograd
 
 from .errors import UserError
+from .explain import format_bytes
+from .machine import available_memory_bytes
 
 POOL = 2                    # VGG's pools: 2x2 windows, stride 2,
 VGG_POOL_PAD = (0, 1, 0, 1)  # padded (top, bottom, left, right) as in the published file
@@ -399,82 +399,6 @@ def plan_iteration(conv_shapes, size, *, deepest="relu5_1", pooling="avg", pool_
         optimizer=optimizer, history=history)
 
 
-# -- the machine: matrix-multiply rate and free memory ---------------------------------------------
-def measure_matmul_gflops(xp=np, *, n=None, repeats=5):
-    """The median rate of a float32 n x n matrix product C = A @ B, in GFLOP/s (2 n^3 FLOP each).
-
-    n: 1024 on the CPU, 4096 on the GPU when None (smaller products leave a GPU mostly idle).
-    One untimed product first (thread pools, GPU kernels); the GPU is synchronised before every
-    clock reading, or only the launch would be timed.
-    """
-    from miniautograd.backend import synchronize
-    n = n or (1024 if xp is np else 4096)
-    rng = np.random.default_rng(0)
-    a, b = (xp.asarray(rng.standard_normal((n, n), dtype=np.float32)) for _ in range(2))
-    c = xp.empty((n, n), dtype=np.float32)
-    xp.matmul(a, b, out=c)
-    synchronize(xp)
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        xp.matmul(a, b, out=c)
-        synchronize(xp)
-        rates.append(2 * n ** 3 / (time.perf_counter() - start) / 1e9)
-    return float(np.median(rates))
-
-
-def available_memory_bytes(device="cpu"):
-    """Bytes free for a run: RAM for "cpu", the GPU's memory for "gpu" (None if unknown).
-
-    RAM: MemAvailable from /proc/meminfo (falling back to os.sysconf), capped by a cgroup v2
-    memory limit when the process runs under one. GPU: cudaMemGetInfo's free bytes plus the
-    blocks CuPy's memory pool holds but does not use.
-    """
-    if device == "gpu":
-        from miniautograd.backend import require_gpu
-        cupy = require_gpu()
-        free, _total = cupy.cuda.runtime.memGetInfo()
-        return int(free) + int(cupy.get_default_memory_pool().free_bytes())
-    if device != "cpu":
-        raise ValueError(f"available_memory_bytes: device must be 'cpu' or 'gpu', not {device!r}")
-    free = meminfo_available()
-    if free is None:
-        free = _sysconf_available()
-    limit = cgroup_free()
-    return free if limit is None else limit if free is None else min(free, limit)
-
-
-def meminfo_available(path="/proc/meminfo"):
-    """MemAvailable in bytes from a Linux meminfo file; None if the file or the line is missing."""
-    try:
-        with open(path) as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024     # the value is in kB
-    except OSError:
-        return None
-    return None
-
-
-def _sysconf_available():
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def cgroup_free(folder="/sys/fs/cgroup"):
-    """memory.max - memory.current of a cgroup v2 folder in bytes; None without a limit."""
-    try:
-        with open(os.path.join(folder, "memory.max")) as f:
-            limit = f.read().strip()
-        with open(os.path.join(folder, "memory.current")) as f:
-            used = int(f.read())
-    except (OSError, ValueError):
-        return None
-    return None if limit == "max" else max(int(limit) - used, 0)
-
-
 # -- sizes that fit, and the check before a run ----------------------------------------------------
 def scaled_size(size, longest):
     """(H, W) scaled so that its longer side is ``longest`` pixels, keeping the aspect ratio."""
@@ -519,80 +443,3 @@ def check_memory(conv_shapes, size, *, device="cpu", available=None, **options):
     raise UserError(f"one iteration at {size[1]}x{size[0]} needs about "
                     f"{format_bytes(plan.peak_bytes)} but only {format_bytes(available)} of "
                     f"{where} is free; {advice}")
-
-
-# -- the text of --explain -------------------------------------------------------------------------
-def format_bytes(n):
-    """1536 -> '1.5 KiB': binary units, one decimal."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
-def format_count(n):
-    """94_730_452_992 -> '94.7 G' (decimal prefixes, as for FLOP)."""
-    for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {prefix}"
-    return f"{n:.0f}"
-
-
-def explain_text(plan, *, gflops=None, device="cpu"):
-    """The plan as a readable table of layers, then the totals per iteration.
-
-    Sizes are width x height, as stylize prints them; shapes C x H x W. gflops: the measured
-    float32 matmul rate (:func:`measure_matmul_gflops`), for the time estimate; none when None.
-    """
-    (h, w), n = plan.size, plan.batch
-    lines = [f"Plan for one iteration at {w}x{h} (N={n}), forward down to {plan.deepest} "
-             f"({plan.pooling} pooling, {8 * plan.itemsize}-bit floats) and the gradient with "
-             "respect to the image:", "", _row("layer", "output C x H x W", "multiply-adds",
-                                              "output", "kept", "algorithm", "buffers", "fwd peak",
-                                              "bwd peak")]
-    for la, forward, backward in zip(plan.layers, plan.forward_peaks, plan.backward_peaks):
-        _, c, oh, ow = la.shape
-        kept = plan.kept_layer_bytes(la)
-        lines.append(_row(la.name, f"{c} x {oh} x {ow}", format_count(la.macs) if la.macs else "-",
-                          format_bytes(la.out_bytes), format_bytes(kept) if kept else "-",
-                          la.algorithm or "-", format_bytes(la.buffer_bytes) if la.buffer_bytes
-                          else "-", format_bytes(forward), format_bytes(backward)))
-    return "\n".join(lines + ["", "kept: held until backward ends (ReLU's mask, max pool's argmax, "
-                              "a style layer's output); peaks: all one iteration holds then", ""]
-                     + _totals_lines(plan, gflops, device))
-
-
-def _row(*cells):
-    """One line of the layer table: the name left-aligned, the rest right-aligned."""
-    widths = (9, 18, 14, 11, 10, 10, 11, 11, 11)
-    return cells[0].ljust(widths[0]) + "".join(c.rjust(w) for c, w in zip(cells[1:], widths[1:]))
-
-
-def _totals_lines(plan, gflops, device):
-    pixels = plan.batch * plan.size[0] * plan.size[1]
-    macs = plan.forward_macs
-    optimiser = f"L-BFGS, m={plan.history}" if plan.optimizer == "lbfgs" else "Adam"
-    where = "{}'s {}".format(*plan.peak_layer)
-    lines = ["Totals per iteration:",
-             f"  forward multiply-adds (convolutions)  {format_count(macs)}  "
-             f"({macs // pixels:,} per pixel)",
-             f"  forward + input gradient              {format_count(2 * macs)}  "
-             f"({2 * macs // pixels:,} per pixel)"]
-    if plan.gram_macs:
-        lines.append(f"  Gram matrices, both ways              {format_count(2 * plan.gram_macs)}"
-                     f"  (+{100 * plan.gram_macs / macs:.1f}%)")
-    lines += [f"  FLOP (2 x 2 x multiply-adds)          {format_count(plan.flop)}", "",
-              f"  network weights (all conv layers)     {format_bytes(plan.weight_bytes)}",
-              f"  Winograd kernels (made once)          {format_bytes(plan.kernel_bytes)}",
-              f"  loss targets (content, Gram)          {format_bytes(plan.target_bytes)}",
-              f"  optimiser state ({optimiser + ')':<21}{format_bytes(plan.state_bytes)}",
-              f"  kept for backward (masks, losses)     {format_bytes(plan.kept_bytes)}",
-              f"  transient at the peak                 {format_bytes(plan.transient_bytes)}  "
-              f"({where})",
-              f"  peak memory estimate                  {format_bytes(plan.peak_bytes)}"]
-    if gflops:
-        lines += [f"  estimated time per iteration          {plan.flop / (gflops * 1e9):.2f} s",
-                  f"    (every FLOP at this {device.upper()}'s measured float32 matmul rate, "
-                  f"{gflops:.0f} GFLOP/s; real runs are slower)"]
-    return lines

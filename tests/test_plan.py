@@ -1,4 +1,5 @@
-"""The cost model of minivgg/plan.py: multiply-adds, shapes, memory, the machine, the text."""
+"""The cost model of minivgg/plan.py (multiply-adds, shapes, memory), the machine's rate and free
+memory (minivgg/machine.py) and the text of --explain (minivgg/explain.py)."""
 import math
 import tracemalloc
 
@@ -7,6 +8,8 @@ import pytest
 
 import miniautograd as ag
 from miniautograd import conv
+from minivgg import explain as E
+from minivgg import machine as M
 from minivgg import plan as P
 from minivgg.errors import UserError
 
@@ -32,9 +35,9 @@ def shapes():
 def test_512_forward_to_relu5_1_is_361152_macs_per_pixel(shapes):
     plan = P.plan_iteration(shapes, (512, 512), deepest="relu5_1")
     assert plan.forward_macs == 361_152 * 512 * 512
-    assert P.format_count(plan.forward_macs) == "94.7 G"
+    assert E.format_count(plan.forward_macs) == "94.7 G"
     assert plan.flop == 2 * 2 * 361_152 * 512 * 512            # no style layers: no Gram term
-    text = P.explain_text(plan)
+    text = E.explain_text(plan)
     assert "361,152 per pixel" in text and "722,304 per pixel" in text and "94.7 G" in text
 
 
@@ -132,7 +135,7 @@ def test_memory_terms(shapes):
     kernels = sum(16 * o * c * 4 for _, (o, c, _, _) in shapes[:13]   # used: down to conv5_1
                   if min(o, c) >= 128)
     assert avg.weight_bytes == weights and avg.kernel_bytes == kernels
-    assert P.format_bytes(kernels) == "87.0 MiB"
+    assert E.format_bytes(kernels) == "87.0 MiB"
     assert avg.peak_bytes == (weights + kernels + avg.state_bytes + avg.kept_bytes
                               + avg.transient_bytes)
     losses = P.plan_iteration(shapes, (64, 32), style_layers=STYLE, content_layers=["relu4_2"])
@@ -249,29 +252,29 @@ def test_check_memory_refuses_with_the_size_that_fits(shapes):
 
 
 def test_measure_matmul_gflops_numpy():
-    rate = P.measure_matmul_gflops(np, n=64, repeats=3)
+    rate = M.measure_matmul_gflops(np, n=64, repeats=3)
     assert np.isfinite(rate) and rate > 0
 
 
 def test_meminfo_and_cgroup_parsing(tmp_path):
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal:  2000 kB\nMemFree:  100 kB\nMemAvailable:   1500 kB\n")
-    assert P.meminfo_available(meminfo) == 1500 * 1024
+    assert M.meminfo_available(meminfo) == 1500 * 1024
     meminfo.write_text("MemTotal:  2000 kB\n")
-    assert P.meminfo_available(meminfo) is None
-    assert P.meminfo_available(tmp_path / "absent") is None
+    assert M.meminfo_available(meminfo) is None
+    assert M.meminfo_available(tmp_path / "absent") is None
     (tmp_path / "memory.max").write_text("max\n")
     (tmp_path / "memory.current").write_text("4096\n")
-    assert P.cgroup_free(tmp_path) is None
+    assert M.cgroup_free(tmp_path) is None
     (tmp_path / "memory.max").write_text("10000\n")
-    assert P.cgroup_free(tmp_path) == 10000 - 4096
+    assert M.cgroup_free(tmp_path) == 10000 - 4096
 
 
 def test_available_memory_cpu():
-    free = P.available_memory_bytes("cpu")
+    free = M.available_memory_bytes("cpu")
     assert free is None or free > 0
     with pytest.raises(ValueError, match="device"):
-        P.available_memory_bytes("tpu")
+        M.available_memory_bytes("tpu")
 
 
 @pytest.mark.gpu
@@ -279,26 +282,26 @@ def test_gpu_rate_and_memory():
     if not ag.gpu_available():
         pytest.skip("CuPy with a CUDA device is not available")
     cupy = ag.require_gpu()
-    assert P.available_memory_bytes("gpu") > 0
-    assert P.measure_matmul_gflops(cupy, n=512, repeats=3) > 0
+    assert M.available_memory_bytes("gpu") > 0
+    assert M.measure_matmul_gflops(cupy, n=512, repeats=3) > 0
 
 
 def test_explain_text_lists_every_layer_and_the_totals(shapes):
     plan = P.plan_iteration(shapes, (96, 128), deepest="relu4_2", style_layers=STYLE[:4])
-    text = P.explain_text(plan, gflops=100.0)
+    text = E.explain_text(plan, gflops=100.0)
     rows = [line.split()[0] for line in text.splitlines()[3:3 + len(plan.layers)]]
     assert rows == [la.name for la in plan.layers]
     assert "512 x 12 x 16" in text                              # relu4_2 after three pools
     seconds = plan.flop / 100e9
     assert f"{seconds:.2f} s" in text and "Gram matrices" in text
-    assert P.format_bytes(plan.peak_bytes) in text
-    assert "estimated time" not in P.explain_text(plan)
+    assert E.format_bytes(plan.peak_bytes) in text
+    assert "estimated time" not in E.explain_text(plan)
 
 
 def test_formatting():
-    assert P.format_bytes(512) == "512 B" and P.format_bytes(1536) == "1.5 KiB"
-    assert P.format_bytes(3 * P.GIB) == "3.0 GiB" and P.format_bytes(5 * 1024 ** 4) == "5120.0 GiB"
-    assert P.format_count(94_730_452_992) == "94.7 G" and P.format_count(999) == "999"
+    assert E.format_bytes(512) == "512 B" and E.format_bytes(1536) == "1.5 KiB"
+    assert E.format_bytes(3 * P.GIB) == "3.0 GiB" and E.format_bytes(5 * 1024 ** 4) == "5120.0 GiB"
+    assert E.format_count(94_730_452_992) == "94.7 G" and E.format_count(999) == "999"
 
 
 @pytest.fixture(scope="module")

@@ -228,10 +228,10 @@ def check_memory(opts, net, shape, device):
 
 def plan_text(opts, job):
     """The text of --explain: the cost of one iteration on this run's content image."""
-    from .. import plan
+    from .. import explain, machine, plan
     p = plan.plan_iteration(job.net.conv_shapes(), job.content.shape[:2], **plan_options(opts))
     xp = ag.require_gpu() if job.device == "gpu" else np
-    return plan.explain_text(p, gflops=plan.measure_matmul_gflops(xp), device=job.device)
+    return explain.explain_text(p, gflops=machine.measure_matmul_gflops(xp), device=job.device)
 
 
 def prepare(opts, *, api=False, say=None):

@@ -1,0 +1,83 @@
+"""The text of ``python -m minivgg.stylize CONTENT STYLE --explain``: a plan, made readable.
+
+:func:`explain_text` lays out plan.py's IterationPlan (layer costs, memory peaks, totals) as a
+table of layers and a list of totals; :func:`format_bytes` and :func:`format_count` write its
+numbers. It relies on nothing but the plan it is given (and, for the time estimate, a rate that
+machine.py measures): pure formatting, no arithmetic of its own beyond dividing and summing.
+"""
+
+
+def format_bytes(n):
+    """1536 -> '1.5 KiB': binary units, one decimal."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_count(n):
+    """94_730_452_992 -> '94.7 G' (decimal prefixes, as for FLOP)."""
+    for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {prefix}"
+    return f"{n:.0f}"
+
+
+def explain_text(plan, *, gflops=None, device="cpu"):
+    """The plan as a readable table of layers, then the totals per iteration.
+
+    Sizes are width x height, as stylize prints them; shapes C x H x W. gflops: the measured
+    float32 matmul rate (machine.measure_matmul_gflops), for the time estimate; none when None.
+    """
+    (h, w), n = plan.size, plan.batch
+    lines = [f"Plan for one iteration at {w}x{h} (N={n}), forward down to {plan.deepest} "
+             f"({plan.pooling} pooling, {8 * plan.itemsize}-bit floats) and the gradient with "
+             "respect to the image:", "", _row("layer", "output C x H x W", "multiply-adds",
+                                              "output", "kept", "algorithm", "buffers", "fwd peak",
+                                              "bwd peak")]
+    for la, forward, backward in zip(plan.layers, plan.forward_peaks, plan.backward_peaks):
+        _, c, oh, ow = la.shape
+        kept = plan.kept_layer_bytes(la)
+        lines.append(_row(la.name, f"{c} x {oh} x {ow}", format_count(la.macs) if la.macs else "-",
+                          format_bytes(la.out_bytes), format_bytes(kept) if kept else "-",
+                          la.algorithm or "-", format_bytes(la.buffer_bytes) if la.buffer_bytes
+                          else "-", format_bytes(forward), format_bytes(backward)))
+    return "\n".join(lines + ["", "kept: held until backward ends (ReLU's mask, max pool's argmax, "
+                              "a style layer's output); peaks: all one iteration holds then", ""]
+                     + _totals_lines(plan, gflops, device))
+
+
+def _row(*cells):
+    """One line of the layer table: the name left-aligned, the rest right-aligned."""
+    widths = (9, 18, 14, 11, 10, 10, 11, 11, 11)
+    return cells[0].ljust(widths[0]) + "".join(c.rjust(w) for c, w in zip(cells[1:], widths[1:]))
+
+
+def _totals_lines(plan, gflops, device):
+    pixels = plan.batch * plan.size[0] * plan.size[1]
+    macs = plan.forward_macs
+    optimiser = f"L-BFGS, m={plan.history}" if plan.optimizer == "lbfgs" else "Adam"
+    where = "{}'s {}".format(*plan.peak_layer)
+    lines = ["Totals per iteration:",
+             f"  forward multiply-adds (convolutions)  {format_count(macs)}  "
+             f"({macs // pixels:,} per pixel)",
+             f"  forward + input gradient              {format_count(2 * macs)}  "
+             f"({2 * macs // pixels:,} per pixel)"]
+    if plan.gram_macs:
+        lines.append(f"  Gram matrices, both ways              {format_count(2 * plan.gram_macs)}"
+                     f"  (+{100 * plan.gram_macs / macs:.1f}%)")
+    lines += [f"  FLOP (2 x 2 x multiply-adds)          {format_count(plan.flop)}", "",
+              f"  network weights (all conv layers)     {format_bytes(plan.weight_bytes)}",
+              f"  Winograd kernels (made once)          {format_bytes(plan.kernel_bytes)}",
+              f"  loss targets (content, Gram)          {format_bytes(plan.target_bytes)}",
+              f"  optimiser state ({optimiser + ')':<21}{format_bytes(plan.state_bytes)}",
+              f"  kept for backward (masks, losses)     {format_bytes(plan.kept_bytes)}",
+              f"  transient at the peak                 {format_bytes(plan.transient_bytes)}  "
+              f"({where})",
+              f"  peak memory estimate                  {format_bytes(plan.peak_bytes)}"]
+    if gflops:
+        lines += [f"  estimated time per iteration          {plan.flop / (gflops * 1e9):.2f} s",
+                  f"    (every FLOP at this {device.upper()}'s measured float32 matmul rate, "
+                  f"{gflops:.0f} GFLOP/s; real runs are slower)"]
+    return lines

@@ -1,0 +1,86 @@
+"""What the machine offers a run: its float32 matrix-multiply rate and its free memory.
+
+Used by ``--explain`` (the time estimate, :func:`measure_matmul_gflops`), by plan.py's memory
+check before a real run (:func:`available_memory_bytes`) and by bench/. It relies on NumPy, the
+standard library (``/proc/meminfo``, a cgroup v2 folder, ``os.sysconf``) and, only for the GPU,
+CuPy through ``miniautograd.backend``. Nothing here knows about VGG: plan.py holds the cost model.
+"""
+import os
+import time
+
+import numpy as np
+
+
+def measure_matmul_gflops(xp=np, *, n=None, repeats=5):
+    """The median rate of a float32 n x n matrix product C = A @ B, in GFLOP/s (2 n^3 FLOP each).
+
+    n: 1024 on the CPU, 4096 on the GPU when None (smaller products leave a GPU mostly idle).
+    One untimed product first (thread pools, GPU kernels); the GPU is synchronised before every
+    clock reading, or only the launch would be timed.
+    """
+    from miniautograd.backend import synchronize
+    n = n or (1024 if xp is np else 4096)
+    rng = np.random.default_rng(0)
+    a, b = (xp.asarray(rng.standard_normal((n, n), dtype=np.float32)) for _ in range(2))
+    c = xp.empty((n, n), dtype=np.float32)
+    xp.matmul(a, b, out=c)
+    synchronize(xp)
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        xp.matmul(a, b, out=c)
+        synchronize(xp)
+        rates.append(2 * n ** 3 / (time.perf_counter() - start) / 1e9)
+    return float(np.median(rates))
+
+
+def available_memory_bytes(device="cpu"):
+    """Bytes free for a run: RAM for "cpu", the GPU's memory for "gpu" (None if unknown).
+
+    RAM: MemAvailable from /proc/meminfo (falling back to os.sysconf), capped by a cgroup v2
+    memory limit when the process runs under one. GPU: cudaMemGetInfo's free bytes plus the
+    blocks CuPy's memory pool holds but does not use.
+    """
+    if device == "gpu":
+        from miniautograd.backend import require_gpu
+        cupy = require_gpu()
+        free, _total = cupy.cuda.runtime.memGetInfo()
+        return int(free) + int(cupy.get_default_memory_pool().free_bytes())
+    if device != "cpu":
+        raise ValueError(f"available_memory_bytes: device must be 'cpu' or 'gpu', not {device!r}")
+    free = meminfo_available()
+    if free is None:
+        free = _sysconf_available()
+    limit = cgroup_free()
+    return free if limit is None else limit if free is None else min(free, limit)
+
+
+def meminfo_available(path="/proc/meminfo"):
+    """MemAvailable in bytes from a Linux meminfo file; None if the file or the line is missing."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024     # the value is in kB
+    except OSError:
+        return None
+    return None
+
+
+def _sysconf_available():
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def cgroup_free(folder="/sys/fs/cgroup"):
+    """memory.max - memory.current of a cgroup v2 folder in bytes; None without a limit."""
+    try:
+        with open(os.path.join(folder, "memory.max")) as f:
+            limit = f.read().strip()
+        with open(os.path.join(folder, "memory.current")) as f:
+            used = int(f.read())
+    except (OSError, ValueError):
+        return None
+    return None if limit == "max" else max(int(limit) - used, 0)
