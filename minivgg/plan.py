@@ -2,9 +2,9 @@
 
 Used by ``python -m minivgg.stylize CONTENT STYLE --explain`` (explain.py prints the plan) and
 by the memory check before a real run (:func:`check_memory`). Pure arithmetic on VGG-19's conv
-shapes, the image size, the deepest layer used and the pooling; it relies on NumPy only, on
-conv.py's and winograd.py's own rules (which algorithm, how large a buffer) rather than copies of
-them, and on machine.py for the free RAM or GPU memory the check compares against.
+shapes, the image size, the deepest layer used and the pooling; it relies on NumPy, on memory.py
+for the bytes (which follows conv.py's and winograd.py's own rules) and on machine.py for the
+free RAM or GPU memory the check compares against.
 
 Notation: N images, C input channels, H x W input size, O output channels, KH x KW kernel,
 OH x OW output size. VGG's convolutions are 3x3 with stride 1 and padding 1, so OH = H, OW = W;
@@ -21,32 +21,19 @@ direct convolution: Winograd's layers do fewer multiplications for the same resu
 and the losses are a few operations per element: not counted, except the Gram matrices of the
 style layers (N * C * C * H*W multiply-adds each way), shown on their own line.
 
-Memory (bytes, ``itemsize`` per element: 4 for float32). The graph keeps no layer outputs (a
-Function keeps only ``Edge`` records of its inputs, autograd/tensor.py), so an array lives while
-the program holds it or an op keeps it for backward. Held for the whole run: the weights, the
-Winograd layers' transformed kernels U (16*O*C each, made on first use), the losses' targets and
-the optimiser's state (L-BFGS: ``history`` pairs (s, y) of image-sized vectors plus a few
-working ones; Adam: two moments). One iteration then allocates:
-- kept until its backward ends: ReLU's boolean mask (1 byte per element), max pooling's uint8
-  argmax, the style layers' outputs (Gram keeps F), per style layer G/M and G/M - A (N*C*C each),
-  per content layer F - P, for the total variation its two neighbour differences;
-- forward, layer by layer (:func:`forward_peaks`): its input, its output and its work buffers
-  (:func:`conv_memory`), the requested layers' outputs computed so far, and what is kept so far;
-- backward, layer by layer (:func:`backward_peaks`): gy, gx, the work buffers and all that is
-  kept; where a loss reads a layer, its gradient and the one from deeper layers are summed
-  (three arrays at once), and the loss's may wait while the next layer's backward runs.
-The iteration's peak is the largest of these. The estimate is a model, not a measurement:
-bench/bench_iteration.py prints both side by side.
+Memory: one iteration's peak, layer by layer, forward and backward, and the losses' targets are
+memory.py's model (what each op keeps for backward, each conv's work buffers); this file adds
+what the whole run holds besides: the weights, Winograd's transformed kernels (their size is
+conv_memory's) and the optimiser's state (:func:`optimizer_state_bytes`).
 """
 from dataclasses import dataclass
 
 import numpy as np
 
-from miniautograd import conv, winograd
-
 from .errors import UserError
 from .explain import format_bytes
 from .machine import available_memory_bytes
+from .memory import conv_memory, memory_peaks, pool_memory
 
 POOL = 2                    # VGG's pools: 2x2 windows, stride 2,
 VGG_POOL_PAD = (0, 1, 0, 1)  # padded (top, bottom, left, right) as in the published file
@@ -147,70 +134,6 @@ def vgg_layer_sequence(conv_names):
     return sequence + [(f"pool{block}", "pool")]
 
 
-def col_bytes(n, c, h, w, kh, kw, *, chunk, itemsize=4):
-    """Bytes of conv.py's col buffer for a 'same' conv of an (N, C, H, W) input: its largest chunk.
-
-    The col matrix is built chunk by chunk (whole images, or bands of output rows) in one reused
-    buffer of at most ``chunk`` elements: the first chunk of ``conv.chunks`` is the largest.
-    """
-    row_elements = c * kh * kw * w                        # col entries of one output row
-    images, rows = next(conv.chunks(n, h, row_elements, chunk))
-    return (images.stop - images.start) * (rows.stop - rows.start) * row_elements * itemsize
-
-
-def conv_memory(n, c, h, w, o, kh, kw, *, device="cpu", itemsize=4):
-    """The LayerCost memory fields of a 'same' conv (stride 1, pad KH//2) as conv.py runs it.
-
-    Winograd (3x3, C and O >= 128): forward holds y and the band buffers (winograd.buffer_elements
-    of (C, O)), backward gx and those of (O, C) (gy's flip is a view); an odd size adds the
-    uncropped (N, O, 2*ceil(OH/2), 2*ceil(OW/2)) array. im2col: forward holds y, the padded input
-    (N, C, H+2p, W+2p) and the col buffer; backward, when conv.as_conv_applies, the padded gy
-    (N, O, H+2p, W+2p), its col buffer and the flipped W, else (col2im) the padded gx (gx is a
-    view of it) and the gcol buffer, the size of col.
-    """
-    pad = (kh // 2, kh // 2, kw // 2, kw // 2)
-    W_shape = (o, c, kh, kw)
-    algorithm = conv.choose_algorithm("auto", W_shape, (1, 1), pad)
-
-    def padded(channels):
-        return n * channels * (h + 2 * pad[0]) * (w + 2 * pad[2]) * itemsize
-
-    if algorithm == "winograd":
-        chunk = winograd.CHUNK_GPU if device == "gpu" else winograd.CHUNK_CPU
-        uncropped = 0 if h % 2 == 0 and w % 2 == 0 else n * (h + h % 2) * (w + w % 2) * itemsize
-        bands = [winograd.buffer_elements(a, b, h, w, chunk=chunk) * itemsize
-                 for a, b in ((c, o), (o, c))]
-        return dict(algorithm=algorithm, buffer_bytes=bands[0],
-                    forward_bytes=bands[0] + o * uncropped, backward_bytes=bands[1] + c * uncropped,
-                    grad_bytes=n * c * h * w * itemsize, kernel_bytes=16 * o * c * itemsize)
-    chunk = conv.CHUNK_GPU if device == "gpu" else conv.CHUNK_CPU
-    col = col_bytes(n, c, h, w, kh, kw, chunk=chunk, itemsize=itemsize)
-    if conv.as_conv_applies(W_shape, (1, 1), pad):
-        backward = padded(o) + col_bytes(n, o, h, w, kh, kw, chunk=chunk, itemsize=itemsize)
-        backward, grad = backward + o * c * kh * kw * itemsize, n * c * h * w * itemsize
-    else:
-        backward, grad = col, padded(c)
-    return dict(algorithm=algorithm, buffer_bytes=col, forward_bytes=padded(c) + col,
-                backward_bytes=backward, grad_bytes=grad)
-
-
-def pool_memory(n, c, h, w, oh, ow, *, pooling, pool_pad, itemsize=4):
-    """The LayerCost memory fields of a 2x2 pool of (N, C, H, W) into (N, C, OH, OW).
-
-    Forward: the padded input copy (none without padding); max pooling adds its uint8 argmax
-    (kept) and a boolean comparison per window offset. Backward: the padded gx (gx views it) and
-    gy / 4 (average), or gy * (argmax == k) and its boolean mask (max).
-    """
-    padded = n * c * (h + pool_pad[0] + pool_pad[1]) * (w + pool_pad[2] + pool_pad[3]) * itemsize
-    copy = padded if any(pool_pad) else 0
-    outputs = n * c * oh * ow
-    if pooling == "max":
-        return dict(saved_bytes=outputs, forward_bytes=copy + outputs,
-                    backward_bytes=outputs * (itemsize + 1), grad_bytes=padded)
-    return dict(saved_bytes=0, forward_bytes=copy, backward_bytes=outputs * itemsize,
-                grad_bytes=padded)
-
-
 def layer_costs(conv_shapes, size, *, deepest="relu5_1", pooling="avg", pool_pad=VGG_POOL_PAD,
                 batch=1, itemsize=4, device="cpu"):
     """The LayerCost of every layer from the input down to ``deepest`` (included).
@@ -222,31 +145,47 @@ def layer_costs(conv_shapes, size, *, deepest="relu5_1", pooling="avg", pool_pad
     sequence = vgg_layer_sequence([name for name, _ in conv_shapes])
     _check_deepest(deepest, [name for name, _ in sequence])
     _check_fits_in_pools(size, deepest, sequence, pool_pad)
-    shapes = dict(conv_shapes)
-    n, (h, w), c = batch, size, conv_shapes[0][1][1]
-    costs = []
+    shapes, costs = dict(conv_shapes), []
+    x_shape = (batch, conv_shapes[0][1][1], *size)          # (N, C, H, W) of the layer's input
     for name, kind in sequence:
-        macs, memory = 0, {}
-        out = n * c * h * w
         if kind == "conv":
-            o, c_in, kh, kw = shapes[name]
-            if c_in != c:
-                raise ValueError(f"plan: {name} expects {c_in} input channels but gets {c}")
-            macs, out = n * h * w * o * c * kh * kw, n * o * h * w
-            memory = dict(saved_bytes=0, **conv_memory(n, c, h, w, o, kh, kw, device=device,
-                                                       itemsize=itemsize))
-            c = o
+            cost = _conv_cost(name, shapes[name], x_shape, itemsize=itemsize, device=device)
         elif kind == "relu":
-            memory = dict(saved_bytes=out, grad_bytes=out * itemsize)   # the mask: 1 byte each
+            cost = _relu_cost(name, x_shape, itemsize=itemsize)
         else:
-            oh, ow = pooled(h, pool_pad[:2]), pooled(w, pool_pad[2:])
-            memory = pool_memory(n, c, h, w, oh, ow, pooling=pooling, pool_pad=pool_pad,
-                                 itemsize=itemsize)
-            h, w, out = oh, ow, n * c * oh * ow
-        costs.append(LayerCost(name, kind, (n, c, h, w), macs, out * itemsize, **memory))
+            cost = _pool_cost(name, x_shape, pooling=pooling, pool_pad=pool_pad,
+                              itemsize=itemsize)
+        costs.append(cost)
         if name == deepest:
             return costs
+        x_shape = cost.shape                                # this output is the next input
     raise AssertionError("unreachable: deepest was checked")
+
+
+def _conv_cost(name, W_shape, x_shape, *, itemsize, device):
+    """A 'same' conv's LayerCost: (N, C, H, W) in, (N, O, H, W) out, N*H*W*O*C*KH*KW MACs."""
+    (o, c_in, kh, kw), (n, c, h, w) = W_shape, x_shape
+    if c_in != c:
+        raise ValueError(f"plan: {name} expects {c_in} input channels but gets {c}")
+    memory = conv_memory(n, c, h, w, o, kh, kw, device=device, itemsize=itemsize)
+    return LayerCost(name, "conv", (n, o, h, w), n * h * w * o * c * kh * kw,
+                     n * o * h * w * itemsize, saved_bytes=0, **memory)
+
+
+def _relu_cost(name, x_shape, *, itemsize):
+    """A ReLU's LayerCost: same shape in and out, its boolean mask kept (1 byte per element)."""
+    out = int(np.prod(x_shape))
+    return LayerCost(name, "relu", tuple(x_shape), 0, out * itemsize, saved_bytes=out,
+                     grad_bytes=out * itemsize)
+
+
+def _pool_cost(name, x_shape, *, pooling, pool_pad, itemsize):
+    """A 2x2, stride-2 pool's LayerCost: (N, C, H, W) in, (N, C, OH, OW) out."""
+    n, c, h, w = x_shape
+    oh, ow = pooled(h, pool_pad[:2]), pooled(w, pool_pad[2:])
+    memory = pool_memory(n, c, h, w, oh, ow, pooling=pooling, pool_pad=pool_pad,
+                         itemsize=itemsize)
+    return LayerCost(name, "pool", (n, c, oh, ow), 0, n * c * oh * ow * itemsize, **memory)
 
 
 def pooled(side, pads):
@@ -293,79 +232,6 @@ def optimizer_state_bytes(numel, *, optimizer="lbfgs", history=10, itemsize=4):
     return vectors[optimizer] * numel * itemsize
 
 
-def forward_peaks(layers, requested):
-    """Per layer, the bytes one iteration holds while its forward runs.
-
-    Its input (none for the first: the image is the optimiser's), output and work buffers, what
-    the layers before it keep for backward, and the outputs of the ``requested`` layers (those
-    the losses read) computed so far: VGG19.__call__ drops every other layer's output.
-    """
-    peaks, kept, held, previous = [], 0, 0, None
-    for la in layers:
-        given = previous.out_bytes if previous is not None else 0
-        peaks.append(kept + held + given + la.saved_bytes + la.out_bytes + la.forward_bytes)
-        kept += la.saved_bytes
-        if previous is not None and previous.name in requested:
-            held += previous.out_bytes        # no longer the input, still held for the losses
-        previous = la
-    return peaks
-
-
-def backward_peaks(layers, kept, loss_layers, *, image_bytes):
-    """Per layer, the bytes one iteration holds while its backward runs.
-
-    ``kept``: all that is kept until backward ends. Then gy (the loss's gradient at the deepest
-    layer, else the gx of the layer after), gx and the work buffers. Where a loss reads a layer
-    L above the deepest, the engine sums its gradient and the gx of L + 1: three arrays at once.
-    Which of the two comes first varies from run to run (functions of equal generation run in
-    the order of their ids, autograd/tensor.py): the model takes the dearer order, the loss's
-    gradient waiting while L + 1's backward runs. The first layer adds the image's gradient and,
-    from the total variation, a second image-sized one.
-    """
-    peaks, gy = [], layers[-1].out_bytes
-    for i in reversed(range(len(layers))):
-        la, below, merge = layers[i], layers[i - 1] if i else None, 0
-        waiting = below.out_bytes if below is not None and below.name in loss_layers else 0
-        if la.name in loss_layers and i < len(layers) - 1:
-            merge, gy = kept + gy + 2 * la.out_bytes, la.out_bytes   # gy then is the sum
-        image = 0 if i else 2 * image_bytes
-        peaks.append(max(merge, kept + gy + waiting + la.grad_bytes + la.backward_bytes + image))
-        gy = la.grad_bytes
-    return peaks[::-1]
-
-
-def loss_bytes(by_name, style_layers, content_layers, image_shape, *, itemsize=4):
-    """(targets, kept) bytes of the losses. Targets: per style layer A/M_s (N, C, C), per content
-    layer P. Kept for backward, besides the style layers' outputs (Gram keeps F): per style layer
-    G/M (Div's) and G/M - A (SumSquaredError's), per content layer F - P, and the total
-    variation's dv (N, C, H-1, W) and dh (N, C, H, W-1)."""
-    n, c, h, w = image_shape
-    grams = [by_name[name].shape[0] * by_name[name].shape[1] ** 2 * itemsize
-             for name in style_layers]
-    contents = [by_name[name].out_bytes for name in content_layers]
-    tv = n * c * ((h - 1) * w + h * (w - 1)) * itemsize
-    return sum(grams) + sum(contents), 2 * sum(grams) + sum(contents) + tv
-
-
-def memory_peaks(layers, style_layers, content_layers, image_shape, *, itemsize=4):
-    """(targets, kept, forward peaks, backward peaks) of one iteration, in bytes.
-
-    kept: the layers' saved arrays, the style layers' outputs and the losses' (loss_bytes). The
-    losses' forward runs after the last layer, holding every requested output: the last
-    layer's forward peak covers it too.
-    """
-    by_name = {layer.name: layer for layer in layers}
-    requested = {*style_layers, *content_layers}
-    targets, losses = loss_bytes(by_name, style_layers, content_layers, image_shape,
-                                 itemsize=itemsize)
-    saved = sum(la.saved_bytes for la in layers)
-    kept = saved + sum(by_name[name].out_bytes for name in set(style_layers)) + losses
-    forward = forward_peaks(layers, requested)
-    forward[-1] = max(forward[-1], saved + sum(by_name[n].out_bytes for n in requested) + losses)
-    image = int(np.prod(image_shape)) * itemsize
-    return targets, kept, forward, backward_peaks(layers, kept, requested, image_bytes=image)
-
-
 def plan_iteration(conv_shapes, size, *, deepest="relu5_1", pooling="avg", pool_pad=VGG_POOL_PAD,
                    batch=1, itemsize=4, style_layers=(), content_layers=(), optimizer="lbfgs",
                    history=10, device="cpu"):
@@ -379,11 +245,8 @@ def plan_iteration(conv_shapes, size, *, deepest="relu5_1", pooling="avg", pool_
     layers = layer_costs(conv_shapes, size, deepest=deepest, pooling=pooling, pool_pad=pool_pad,
                          batch=batch, itemsize=itemsize, device=device)
     by_name = {layer.name: layer for layer in layers}
-    missing = [name for name in [*style_layers, *content_layers] if name not in by_name]
-    if missing:
-        raise UserError(f"the layer {missing[0]} is deeper than {deepest}; use {deepest} or a "
-                        "shallower layer for the losses")
-    image_shape = (batch, conv_shapes[0][1][1], *size)
+    _check_loss_layers([*style_layers, *content_layers], by_name, deepest)
+    image_shape = (batch, conv_shapes[0][1][1], *size)     # (N, C, H, W) of the image
     targets, kept, forward, backward = memory_peaks(layers, style_layers, content_layers,
                                                     image_shape, itemsize=itemsize)
     image = int(np.prod(image_shape)) * itemsize
@@ -397,6 +260,13 @@ def plan_iteration(conv_shapes, size, *, deepest="relu5_1", pooling="avg", pool_
         state_bytes=optimizer_state_bytes(image // itemsize, optimizer=optimizer,
                                           history=history, itemsize=itemsize),
         optimizer=optimizer, history=history)
+
+
+def _check_loss_layers(names, by_name, deepest):
+    missing = [name for name in names if name not in by_name]
+    if missing:
+        raise UserError(f"the layer {missing[0]} is deeper than {deepest}; use {deepest} or a "
+                        "shallower layer for the losses")
 
 
 # -- sizes that fit, and the check before a run ----------------------------------------------------

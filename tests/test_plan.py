@@ -1,5 +1,5 @@
-"""The cost model of minivgg/plan.py (multiply-adds, shapes, memory), the machine's rate and free
-memory (minivgg/machine.py) and the text of --explain (minivgg/explain.py)."""
+"""The cost model of minivgg/plan.py (multiply-adds, shapes) and minivgg/memory.py (memory), the
+machine's rate and free memory (minivgg/machine.py), the text of --explain (minivgg/explain.py)."""
 import math
 import tracemalloc
 
@@ -10,6 +10,7 @@ import miniautograd as ag
 from miniautograd import conv
 from minivgg import explain as E
 from minivgg import machine as M
+from minivgg import memory as Mem
 from minivgg import plan as P
 from minivgg.errors import UserError
 
@@ -206,7 +207,7 @@ def test_conv_model_matches_what_conv2d_allocates(shape, o, algorithm):
     x = ag.Tensor(rng.standard_normal(shape).astype(np.float32), requires_grad=True)
     W = ag.Tensor(rng.standard_normal((o, c, 3, 3)).astype(np.float32) / 30)
     ag.conv2d(x, W, pad=1)                        # Winograd's U, made once and then held
-    memory = P.conv_memory(n, c, h, w, o, 3, 3)
+    memory = Mem.conv_memory(n, c, h, w, o, 3, 3)
     assert memory["algorithm"] == algorithm
     y_bytes, gx_bytes = 4 * n * o * h * w, memory["grad_bytes"]
     y, forward_peak = traced_peak(lambda: ag.conv2d(x, W, pad=1))
@@ -337,7 +338,7 @@ def test_model_matches_the_memory_of_a_real_iteration(shapes, random_net, size):
     _, measured = traced_peak(lambda: objective.value_and_grad(x))
     plan = P.plan_iteration(shapes, size, style_layers=STYLE, content_layers=["relu4_2"])
     assert plan.peak_layer == ("conv1_2", "backward")
-    # The model takes the dearer order of relu1_1's two gradients (see plan.backward_peaks);
+    # The model takes the dearer order of relu1_1's two gradients (see memory.backward_peaks);
     # the engine's order varies from run to run, so the measure may match the cheaper one,
     # one relu1_1 output less. Within 10%: small arrays and Python objects are not modelled.
     cheaper = plan.iteration_bytes - plan.layers[1].out_bytes
