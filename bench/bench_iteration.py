@@ -6,7 +6,7 @@
 
 One iteration is the loss and its gradient with respect to the image (see common.py): VGG-19 with
 random weights down to relu5_1, Gram style terms on relu1_1..relu5_1, content on relu4_2, total
-variation. With minivgg.optim present, one L-BFGS step (the update included) is timed too.
+variation. One L-BFGS step (the update included) is timed too, unless ``--no-lbfgs``.
 Every time is a median of ``--repeats`` runs after one untimed warm-up, with the spread (min-max),
 and is also shown as GFLOP/s (minivgg.plan's FLOP count) and as a fraction of this machine's
 float32 matmul rate, measured in the same run. The PyTorch reference runs the same network (the
@@ -19,7 +19,6 @@ one iteration; minivgg.plan's estimate of the same is printed beside it. On the 
 of CuPy's memory pool, and PyTorch's max_memory_allocated.
 """
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -31,6 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import miniautograd as ag  # noqa: E402
+from minivgg import optim  # noqa: E402
 
 
 # -- the same iteration in PyTorch -----------------------------------------------------------------
@@ -142,16 +142,8 @@ def time_alternating(engines, repeats):
     return times
 
 
-def have_optim():
-    """True once minivgg has its optimisers (minivgg/optim.py)."""
-    return importlib.util.find_spec("minivgg.optim") is not None
-
-
 def lbfgs_engine(problem):
-    """(one L-BFGS step, a list counting the loss evaluations), or None without minivgg.optim."""
-    if not have_optim():
-        return None
-    from minivgg import optim
+    """(one L-BFGS step, a list counting the loss evaluations, the first one included)."""
     calls = []
 
     def evaluate(x):
@@ -259,7 +251,7 @@ def header(args, torch):
                f"{'of mm':>7}")
     if torch is not None:
         columns += f"   {'torch s/iter (min-max)':<26}{'GFLOP/s':>8}{'of mm':>7}{'ratio':>8}"
-    if not args.no_lbfgs and have_optim():
+    if not args.no_lbfgs:
         columns += "   minivgg s per L-BFGS step"
     return columns
 
