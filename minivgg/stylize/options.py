@@ -246,7 +246,8 @@ def _add_run_options(p, d):
                    "--tol-window iterations (off)")
     p.add_argument("--tol-window", type=int, default=d.tol_window, metavar="N",
                    help="(%(default)s)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar, no notices")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar or notices, except the one about random weights")
     p.add_argument("--demo", action="store_true", help="use the built-in images")
     p.add_argument("--force", action="store_true", help="skip the memory check")
     p.add_argument("--explain", action="store_true",
