@@ -19,9 +19,8 @@ of the bytes) and the classifier are dropped as soon as the layers are parsed.
 """
 import dataclasses
 import hashlib
+import io
 import json
-import os
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .files import atomic_write
 
 CONVS_PER_BLOCK = {"VGG-19": (2, 2, 4, 4, 4), "VGG-16": (2, 2, 3, 3, 3)}
 DOWNLOAD_HINT = "get it with `python -m minivgg.weights download`"
@@ -334,23 +334,13 @@ def write_cache(weights, path, key):
               "layers": np.array(json.dumps([dataclasses.asdict(s) for s in weights.layers]))}
     for name, (W, b) in weights.params.items():
         arrays[f"W_{name}"], arrays[f"b_{name}"] = W, b
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    npz = buffer.getvalue()
     for cache in cache_paths(path):
         try:
-            atomic_savez(cache, arrays)
-            return cache
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            return atomic_write(cache, npz)
         except OSError:
             continue
     return None
-
-
-def atomic_savez(target, arrays):
-    """np.savez into a temporary file in target's folder, then rename it over target."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
