@@ -10,7 +10,7 @@ from PIL import Image
 
 from minivgg import losses
 from minivgg.stylize.__main__ import main
-from test_stylize_run import images, pixels, read_log, run, tiny_mat  # noqa: F401 (fixtures)
+from test_stylize_run import pixels, read_log, run
 
 
 def python_m(*args, cwd, **kwargs):

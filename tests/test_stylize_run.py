@@ -8,27 +8,6 @@ from PIL import Image
 import minivgg
 from minivgg.image import rgb_to_yiq
 from minivgg.stylize.__main__ import main
-from matfiles import write_tiny_vgg19_mat
-
-
-@pytest.fixture(scope="session")
-def tiny_mat(tmp_path_factory):
-    path = tmp_path_factory.mktemp("weights") / "tiny-vgg19.mat"
-    write_tiny_vgg19_mat(path)
-    return path
-
-
-@pytest.fixture
-def images(tmp_path, monkeypatch):
-    """content.png (48x36, a smooth picture) and style.png (stripes); cwd is their folder."""
-    y, x = np.mgrid[0:36, 0:48]
-    content = np.stack([x * 5, y * 7, 255 - x * 5], axis=2).astype(np.uint8)
-    style = np.where((x[:32, :32] // 4 + y[:32, :32] // 4) % 2 == 0, 230, 20)
-    style = np.stack([style, style // 2, 255 - style], axis=2).astype(np.uint8)
-    Image.fromarray(content).save(tmp_path / "content.png")
-    Image.fromarray(style).save(tmp_path / "style.png")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path / "content.png", tmp_path / "style.png"
 
 
 def run(tiny_mat, images, *extra, iterations=3, size=32):
