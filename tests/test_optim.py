@@ -148,7 +148,11 @@ def test_adam_minimises_a_quadratic():
     start = fn(np.zeros(6))[0]
     run(opt, 3000)
     assert opt.loss < start
-    np.testing.assert_allclose(opt.x, minimiser, atol=1e-3)
+    # With a constant lr Adam does not settle on the minimiser: each coordinate moves by about
+    # lr * |m_hat| / sqrt(v_hat) <= ~lr per step and keeps circling within that distance of it
+    # (x[3] ends 1.2e-3 away on an Intel Xeon, 1e-4 on an AMD EPYC), so the bound is lr itself.
+    # The exact arithmetic is checked by test_adam_matches_the_written_update_rule.
+    np.testing.assert_allclose(opt.x, minimiser, atol=opt.lr)
 
 
 def test_adam_matches_the_written_update_rule():
