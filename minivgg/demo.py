@@ -56,8 +56,7 @@ def demo_content(size=256):
 
     Returns rgb float32 (H, W, 3), 0..255, 4:3 landscape: W = size, H = round(0.75 * size).
     """
-    _check_size(size)
-    h, w = round(0.75 * size), size
+    h, w = demo_content_shape(size)
     x, y = _grid(h, w, size)                       # x in 0..1, y in 0..0.75, y down
     sky_top, horizon = np.array([62, 118, 200]), np.array([196, 222, 242])
     t = np.clip(y / 0.5, 0, 1)[:, :, None]
@@ -130,6 +129,12 @@ _PALETTE = np.array([[14, 26, 70], [30, 62, 150], [62, 118, 196], [128, 178, 214
                      [236, 214, 96], [252, 244, 190]], np.float32)
 _STARS = [(0.15, 0.16, 0.045), (0.42, 0.10, 0.035), (0.70, 0.22, 0.04), (0.86, 0.10, 0.07),
           (0.30, 0.36, 0.03), (0.58, 0.42, 0.035)]      # (x, y, radius); the big one is the moon
+
+
+def demo_content_shape(size=256):
+    """The (H, W) of ``demo_content(size)``, worked out without drawing it."""
+    _check_size(size)
+    return round(0.75 * size), size
 
 
 def demo_style(size=256):

@@ -113,11 +113,17 @@ def resize_longest(rgb, size):
 
     The other side is ``round(side * size / longest)``, at least 1. Lanczos, see ``resize_to``.
     """
+    return resize_to(rgb, longest_shape(rgb.shape[:2], size))
+
+
+def longest_shape(shape, size):
+    """The (H', W') that ``resize_longest`` gives an (H, W) image: no pixel is touched, so a run
+    can check a size (memory, the network's depth) before it allocates the resized image."""
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(f"resize_longest: size must be a positive integer, got {size!r}")
-    h, w = rgb.shape[:2]
+    h, w = shape
     scale = size / max(h, w)
-    return resize_to(rgb, (max(1, round(h * scale)), max(1, round(w * scale))))
+    return max(1, round(h * scale)), max(1, round(w * scale))
 
 
 def resize_to(array, shape):

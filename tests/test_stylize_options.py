@@ -227,3 +227,27 @@ def test_memory_check_refuses_with_the_estimate_and_a_size_that_fits(capsys, ima
     assert prepare(opts).content.shape[1] == size
     opts.force, opts.size = True, 512
     assert prepare(opts).content.shape[1] == 512                        # --force skips the check
+
+
+def test_memory_check_runs_before_any_image_is_resized(capsys, images, tmp_path, monkeypatch):
+    """A --size typo must be refused from the shapes alone: resizing a small photo to 30000 px
+    first would take 8 GiB (and once let the kernel kill the run with no message), and the free
+    memory measured after it made the suggested size depend on the --size asked for."""
+    import minivgg.image
+    import minivgg.plan
+    content, style = images
+    monkeypatch.setattr(minivgg.plan, "available_memory_bytes", lambda device="cpu": 2 * 2 ** 30)
+
+    def no_resize(array, shape):
+        raise AssertionError(f"resized to {shape} before the memory check")
+    monkeypatch.setattr(minivgg.image, "resize_to", no_resize)
+    lines = [refused(capsys, [content, style, "--weights", "random", "--size", size], tmp_path)
+             for size in (30000, 3000)]
+    assert "one iteration at 30000x" in lines[0]
+    suggestions = [line.split("use --size ")[1] for line in lines]
+    assert suggestions[0] == suggestions[1]
+
+
+def test_demo_shapes_are_known_before_drawing():
+    from minivgg import demo
+    assert demo.demo_content_shape(40) == demo.demo_content(40).shape[:2] == (30, 40)

@@ -1,7 +1,8 @@
 """Everything a run needs before its first iteration, each file checked before any work is done.
 
 The order matters to users: first the paths we will write (so a typo in ``-o`` costs nothing),
-then the images (read and resized), then the device and the network, then the memory check.
+then the images (read, and their working sizes worked out), then the device and the network, then
+the memory check on those sizes, and only then the resizing it has approved.
 Nothing is written here. Every problem is a ``UserError`` sentence.
 """
 import re
@@ -128,9 +129,9 @@ def pixels_needed(layers):
     return 2 ** sum(name.startswith("pool") for name in names[:deepest + 1])
 
 
-def check_size(rgb, what, need, layers, *, resized=False):
-    """UserError when an image has a side shorter than ``need`` pixels."""
-    h, w = rgb.shape[:2]
+def check_size(shape, what, need, layers, *, resized=False):
+    """UserError when an image of ``shape`` (H, W) has a side shorter than ``need`` pixels."""
+    h, w = shape
     if min(h, w) >= need:
         return
     deepest = max(layers, key=vgg19_layer_names().index)
@@ -141,32 +142,51 @@ def check_size(rgb, what, need, layers, *, resized=False):
                     f"side; {fix}")
 
 
-def load_images(opts):
-    """(content, alpha, styles, init) at their working sizes, every image checked.
-
-    The content's longest side becomes ``size``; each style's ``round(style_scale * size)``.
-    The init image (``style`` or a path) is resized to the content's exact shape.
-    """
+def read_images(opts):
+    """(content, alpha, styles) at the sizes they were given; each is checked against the
+    network's depth. For --demo all three are None: its pictures are drawn at the working size."""
+    if opts.demo:
+        return None, None, None
     layers = [*opts.content_layers, *opts.style_layers]
-    need = pixels_needed(layers)
+    content, alpha = read_source(opts.content, "content image")
+    check_size(content.shape[:2], "content image", pixels_needed(layers), layers)
+    styles = []
+    for source in opts.style:
+        rgb, _ = read_source(source, "style image")
+        check_size(rgb.shape[:2], "style image", pixels_needed(layers), layers)
+        styles.append(rgb)
+    return content, alpha, styles
+
+
+def working_shapes(opts, content, styles):
+    """[(H, W) of the content, then of each style] at the working sizes, checked against the
+    network's depth; nothing is resized. The content's longest side becomes ``size``, each
+    style's ``round(style_scale * size)``."""
+    from .. import demo
     style_size = max(1, round(opts.style_scale * opts.size))
+    if opts.demo:
+        shapes = [demo.demo_content_shape(max(opts.size, 16)), (max(style_size, 16),) * 2]
+    else:
+        shapes = [image.longest_shape(content.shape[:2], opts.size),
+                  *(image.longest_shape(rgb.shape[:2], style_size) for rgb in styles)]
+    layers = [*opts.content_layers, *opts.style_layers]
+    for i, shape in enumerate(shapes):
+        check_size(shape, "style image" if i else "content image", pixels_needed(layers), layers,
+                   resized=True)
+    return shapes
+
+
+def resize_images(opts, content, alpha, styles, shapes):
+    """(content, alpha, styles, init) at the working ``shapes``: the allocation the memory check
+    (run before this) has approved."""
     if opts.demo:
         from .. import demo
         content, alpha = demo.demo_content(max(opts.size, 16)), None
-        styles = [demo.demo_style(max(style_size, 16))]
+        styles = [demo.demo_style(shapes[1][0])]
     else:
-        content, alpha = read_source(opts.content, "content image")
-        check_size(content, "content image", need, layers)
-        styles = []
-        for i, source in enumerate(opts.style):
-            rgb, _ = read_source(source, "style image")
-            check_size(rgb, "style image", need, layers)
-            styles.append(image.resize_longest(rgb, style_size))
-        content = image.resize_longest(content, opts.size)
-        alpha = None if alpha is None else image.resize_to(alpha, content.shape[:2])
-    check_size(content, "content image", need, layers, resized=True)
-    for rgb in styles:
-        check_size(rgb, "style image", need, layers, resized=True)
+        content = image.resize_to(content, shapes[0])
+        alpha = None if alpha is None else image.resize_to(alpha, shapes[0])
+        styles = [image.resize_to(rgb, shape) for rgb, shape in zip(styles, shapes[1:])]
     return content, alpha, styles, initial_image(opts, content, styles)
 
 
@@ -219,11 +239,17 @@ def plan_options(opts):
                 style_layers=tuple(opts.style_layers), optimizer=opts.optimizer)
 
 
-def check_memory(opts, net, shape, device):
-    """UserError when one iteration will not fit in free RAM / GPU memory (skipped by --force)."""
+def check_memory(opts, net, shapes, device):
+    """UserError when one iteration on any of the images of ``shapes`` (H, W) will not fit in
+    free RAM / GPU memory (skipped by --force). Run before the images are resized, so the free
+    memory it measures (and the size it suggests) does not depend on the --size asked for."""
     from .. import plan
-    if not opts.force:
-        plan.check_memory(net.conv_shapes(), tuple(shape), device=device, **plan_options(opts))
+    if opts.force:
+        return
+    available = plan.available_memory_bytes(device)
+    for shape in shapes:
+        plan.check_memory(net.conv_shapes(), tuple(shape), device=device, available=available,
+                          **plan_options(opts))
 
 
 def plan_text(opts, job):
@@ -245,12 +271,13 @@ def prepare(opts, *, api=False, say=None):
             raise UserError(f"--resume found no checkpoint of '{output}' (files like "
                             f"{output.stem}_0100{STATE_SUFFIX} beside it); run without --resume, "
                             "with --checkpoint-every N to make some")
-    content, alpha, styles, init = load_images(opts)
+    content, alpha, styles = read_images(opts)
+    shapes = working_shapes(opts, content, styles)
     device, notice = choose_device(opts.device)
     net = load_network(opts, device)
     if not opts.explain:
-        for shape in [content.shape[:2]] + [s.shape[:2] for s in styles]:
-            check_memory(opts, net, shape, device)
+        check_memory(opts, net, shapes, device)
+    content, alpha, styles, init = resize_images(opts, content, alpha, styles, shapes)
     if notice:
         say(notice)                   # only now: a refused run prints its error line alone
     return Job(output, log, content, alpha, styles, init, device, net, resume_from)
