@@ -1,4 +1,6 @@
-"""Reading MatConvNet's imagenet-vgg-verydeep-19.mat: a pure parser, the file read, and a cache.
+"""Reading MatConvNet's imagenet-vgg-verydeep-19.mat: VGG19_LAYERS, LayerSpec, the pure parser
+of what ``scipy.io.loadmat`` returns, and the checked file read. (Where the file lives is
+weights_location.py; the .npz cache and ``load_weights``, weights_cache.py.)
 
 What ``scipy.io.loadmat`` returns for the published file (default options):
 ``data["layers"]`` is a (1, 43) object array; entry i is a (1, 1) struct, so
@@ -18,21 +20,15 @@ is ``kernel.transpose(3, 2, 0, 1)``: height and width are never swapped. Pads ar
 of the bytes) and the classifier are dropped as soon as the layers are parsed.
 """
 import dataclasses
-import hashlib
-import io
-import json
-import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 from .errors import UserError
-from .files import atomic_write
+from .weights_location import DOWNLOAD_CMD, DOWNLOAD_HINT, MANIFEST
 
 CONVS_PER_BLOCK = {"VGG-19": (2, 2, 4, 4, 4), "VGG-16": (2, 2, 3, 3, 3)}
-DOWNLOAD_HINT = "get it with `python -m minivgg.weights download`"
-CACHE_FORMAT = 1
 
 
 def vgg_layer_names(convs_per_block):
@@ -241,11 +237,9 @@ def sniff(path):
 
 def damaged(path):
     """The UserError for a truncated or corrupt file, with its size and the published size."""
-    from .weights import MANIFEST                   # late: see cache_paths
     size, full = path.stat().st_size, MANIFEST["current"]["size"]
     return UserError(f"{path} is incomplete or damaged ({size:,} of {full:,} bytes could be "
-                     f"found); delete it and download it again with "
-                     f"`python -m minivgg.weights download`")
+                     f"found); delete it and download it again with {DOWNLOAD_CMD}")
 
 
 def read_mat(path):
@@ -273,74 +267,3 @@ def describe_file(path):
         return layout, [describe_layer(record) for record in layer_records(data)], data
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
-
-
-def load_weights(path):
-    """VGGWeights of the .mat at path: from its cache when still valid, else parsed and cached."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"the weights file {path} does not exist; {DOWNLOAD_HINT}")
-    key = cache_key(path)
-    for cache in cache_paths(path):
-        weights = read_cache(cache, key)
-        if weights is not None:
-            return weights
-    data = read_mat(path)
-    try:
-        weights = parse_vgg19(data)
-    except UserError as exc:
-        raise UserError(f"{path}: {exc}") from None
-    del data                                        # fc6-fc8 and the rest go here
-    write_cache(weights, path, key)
-    return weights
-
-
-# -- the cache ----------------------------------------------------------------------------
-def cache_key(path):
-    """What identifies one version of the .mat: its size and modification time (ns)."""
-    stat = path.stat()
-    return json.dumps({"format": CACHE_FORMAT, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
-
-
-def cache_paths(path):
-    """Where the .npz cache of path may be: beside it, then in the user cache dir."""
-    # Imported late so that importing minivgg does not import minivgg.weights, which
-    # `python -m minivgg.weights` must run as __main__ without a runpy warning.
-    from .weights import user_cache_dir
-    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
-    return [path.with_name(path.name + ".npz"),
-            user_cache_dir() / f"{path.name}-{digest}.npz"]
-
-
-def read_cache(cache, key):
-    """VGGWeights from a cache file whose key matches; None if absent, stale or unreadable."""
-    try:
-        with np.load(cache, allow_pickle=False) as npz:
-            if str(npz["key"]) != key:
-                return None
-            layers = tuple(LayerSpec(**{k: tuple(v) if isinstance(v, list) else v
-                                        for k, v in spec.items()})
-                           for spec in json.loads(str(npz["layers"])))
-            params = {s.name: (npz[f"W_{s.name}"], npz[f"b_{s.name}"])
-                      for s in layers if s.kind == "conv"}
-            return VGGWeights(str(npz["layout"]), layers, params, npz["mean"])
-    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):
-        return None
-
-
-def write_cache(weights, path, key):
-    """Write the cache atomically beside path, else in the user cache dir; skip if both fail."""
-    arrays = {"key": np.array(key), "layout": np.array(weights.layout), "mean": weights.mean,
-              "layers": np.array(json.dumps([dataclasses.asdict(s) for s in weights.layers]))}
-    for name, (W, b) in weights.params.items():
-        arrays[f"W_{name}"], arrays[f"b_{name}"] = W, b
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    npz = buffer.getvalue()
-    for cache in cache_paths(path):
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            return atomic_write(cache, npz)
-        except OSError:
-            continue
-    return None

@@ -20,7 +20,9 @@ import numpy as np
 import miniautograd as ag
 
 from .errors import UserError
-from .matfile import VGG19_LAYERS, LayerSpec, load_weights
+from .matfile import VGG19_LAYERS, LayerSpec
+from .weights_cache import load_weights
+from .weights_location import DOWNLOAD_CMD, find_weights
 
 VGG19_CHANNELS = (64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512, 512, 512, 512)
 IMAGENET_MEAN = (123.68, 116.779, 103.939)
@@ -138,7 +140,6 @@ def load_vgg19(path=None, *, pooling="avg", seed=0):
     directory, the user cache dir. When nothing is found, random weights (seed ``seed``) are used
     and one line on stderr says so. Bad files raise UserError.
     """
-    from .weights import find_weights               # late: see matfile.cache_paths
     check_pooling(pooling)                          # before seconds of loading or generating
     if isinstance(path, str) and path == "random":
         return random_vgg19(pooling=pooling, seed=seed)
@@ -146,7 +147,7 @@ def load_vgg19(path=None, *, pooling="avg", seed=0):
     if found is None:
         print(f"minivgg: no VGG-19 weights file found, so random weights (seed {seed}) are used "
               "(they still carry colour and brush texture over; the real ones give better results: "
-              "`python -m minivgg.weights download`)", file=sys.stderr)
+              f"{DOWNLOAD_CMD})", file=sys.stderr)
         return random_vgg19(pooling=pooling, seed=seed)
     weights = load_weights(found)
     return VGG19(weights.layers, weights.params, weights.mean, pooling=pooling,

@@ -1,16 +1,15 @@
-"""Where the VGG-19 weights file lives, how a user gets it, and ``python -m minivgg.weights``.
+"""Downloading the VGG-19 weights file, and the command line ``python -m minivgg.weights``.
 
     python -m minivgg.weights download [--dest DIR] [--url URL]   # fetch, resume, verify
     python -m minivgg.weights inspect FILE                        # layout, layer table, mean
     python -m minivgg.weights path                                # where minivgg looks
 
-``MANIFEST`` below is the one source of truth for the published files (weights/manifest.json is
-a copy of it for people browsing the repository; a test checks that the two agree). The file is
-searched, in order: an explicit path, ``$MINIVGG_WEIGHTS``, ``weights/`` under the current
-directory, the user cache dir (``$XDG_CACHE_HOME/minivgg`` or ``~/.cache/minivgg``), where
-``download`` puts it by default. A download is written to ``NAME.part`` (resumed with an HTTP
-Range request when run again), checked for size and SHA-256, and only then renamed to NAME; a
-file that fails the check is renamed ``NAME.rejected`` and never loaded.
+The published file, its size and SHA-256 (``MANIFEST``) and the places searched are in
+weights_location.py; ``inspect`` reads the file with matfile.py. A download is written to
+``NAME.part`` (resumed with an HTTP Range request when run again), checked for size and SHA-256,
+and only then renamed to NAME; a file that fails the check is renamed ``NAME.rejected`` and never
+loaded. Nothing in minivgg imports this module, so ``python -m minivgg.weights`` runs it as
+``__main__`` without runpy's warning about a module imported twice.
 """
 import argparse
 import hashlib
@@ -22,62 +21,15 @@ import urllib.request
 from pathlib import Path
 
 from .errors import UserError
+from .matfile import describe_file, mean_pixel, parse_vgg19
+from .weights_location import (DOWNLOAD_CMD, FILENAME, MANIFEST, find_weights,
+                               search_locations, user_cache_dir)
 
-FILENAME = "imagenet-vgg-verydeep-19.mat"
-MANIFEST = {
-    "current": {
-        "filename": FILENAME,
-        "url": "https://www.vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat",
-        "mirrors": ["http://www.vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat"],
-        "size": 534904783,
-        "md5": "106118b7cf60435e6d8e04f6a6dc3657",
-        "sha256": "abdb57167f82a2a1fbab1e1c16ad9373411883f262a1a37ee5db2e6fb0044695",
-        "format": "MATLAB v7 (zlib-compressed v5), current MatConvNet layout",
-    },
-    "old": {
-        "filename": FILENAME,
-        "url": "http://www.vlfeat.org/matconvnet/models/beta16/imagenet-vgg-verydeep-19.mat",
-        "size_approx": 576000000,
-        "md5": "8ee3263992981a1d26e73b3ca028a123",
-        "format": "MATLAB v5 (uncompressed), MatConvNet beta16 layout; also readable by minivgg",
-    },
-}
 CHUNK = 1 << 20
-DOWNLOAD_CMD = "`python -m minivgg.weights download`"
 
 
 class DownloadError(UserError):
     """The network failed (another mirror may work); the partial file is kept for a resume."""
-
-
-def user_cache_dir(environ=None):
-    """``$XDG_CACHE_HOME/minivgg``, or ``~/.cache/minivgg``."""
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "minivgg"
-
-
-def search_locations(explicit=None, *, environ=None, cwd=None):
-    """[(label, path)] in the order minivgg searches them."""
-    env = os.environ if environ is None else environ
-    places = [("given path", Path(explicit))] if explicit else []
-    if env.get("MINIVGG_WEIGHTS"):
-        places.append(("$MINIVGG_WEIGHTS", Path(env["MINIVGG_WEIGHTS"])))
-    places.append(("./weights", Path(cwd or os.getcwd()) / "weights" / FILENAME))
-    places.append(("user cache", user_cache_dir(env) / FILENAME))
-    return places
-
-
-def find_weights(explicit=None, *, environ=None, cwd=None):
-    """The first weights file found, or None; a given path or $MINIVGG_WEIGHTS must exist."""
-    for label, path in search_locations(explicit, environ=environ, cwd=cwd):
-        if path.is_file():
-            return path
-        if label != "./weights" and label != "user cache":
-            raise UserError(f"the weights file {path} ({label}) does not exist; pass the path of "
-                            f"imagenet-vgg-verydeep-19.mat, or get it with {DOWNLOAD_CMD} "
-                            f"(it goes to {user_cache_dir(environ)}, where minivgg looks)")
-    return None
 
 
 # -- download -----------------------------------------------------------------------------
@@ -236,18 +188,17 @@ def path_command(args):
 
 
 def inspect_command(args):
-    from . import matfile                            # matfile imports this module: import late
     path = Path(args.file)
     if not path.is_file():
         raise UserError(f"{path} does not exist; give the path of a MatConvNet .mat file (get "
                         f"VGG-19 with {DOWNLOAD_CMD})")
-    layout, specs, data = matfile.describe_file(path)
+    layout, specs, data = describe_file(path)
     print(f"{path}: {layout} MatConvNet layout, {len(specs)} layers")
     print(layer_table(specs))
     try:
-        mean = matfile.mean_pixel(data, layout)
+        mean = mean_pixel(data, layout)
         print("mean pixel (RGB): " + " ".join(f"{m:.3f}" for m in mean))
-        matfile.parse_vgg19(data)
+        parse_vgg19(data)
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
     print("VGG-19: yes; minivgg keeps conv1_1 ... pool5 (16 conv layers)")

@@ -1,4 +1,5 @@
-"""minivgg.matfile: the parser on both layouts, the file read's one-sentence errors, the cache."""
+"""minivgg.matfile (the parser on both layouts, the file read's one-sentence errors) and
+minivgg.weights_cache (load_weights and its .npz cache)."""
 import os
 import re
 import zipfile
@@ -9,9 +10,10 @@ import scipy.io
 
 from matfiles import (TINY_CHANNELS, cell, conv_record, write_mat, write_tiny_vgg16_mat,
                       write_tiny_vgg19_mat)
-from minivgg import matfile
+from minivgg import matfile, weights_cache
 from minivgg.errors import UserError
-from minivgg.matfile import VGG19_LAYERS, load_weights, parse_vgg19, read_mat
+from minivgg.matfile import VGG19_LAYERS, parse_vgg19, read_mat
+from minivgg.weights_cache import load_weights
 
 LAYOUTS = ["current", "old"]
 
@@ -200,7 +202,7 @@ def test_cache_round_trip_and_invalidation(tmp_path, monkeypatch):
     assert (tmp_path / "vgg.mat.npz").is_file()
     assert not list(tmp_path.glob("*.tmp"))                     # the temporary file was renamed
     with monkeypatch.context() as m:
-        m.setattr(matfile, "read_mat", refuse_to_read)
+        m.setattr(weights_cache, "read_mat", refuse_to_read)
         cached = load_weights(path)
     assert cached.layers == first.layers and cached.layout == first.layout
     np.testing.assert_array_equal(cached.mean, first.mean)
@@ -220,7 +222,7 @@ def test_unwritable_folder_puts_the_cache_in_the_user_cache_dir(tmp_path, monkey
     load_weights(path)
     cached = list((tmp_path / "xdg" / "minivgg").glob("vgg.mat-*.npz"))
     assert len(cached) == 1
-    monkeypatch.setattr(matfile, "read_mat", refuse_to_read)
+    monkeypatch.setattr(weights_cache, "read_mat", refuse_to_read)
     assert load_weights(path).layout == "current"
 
 

@@ -145,8 +145,7 @@ def test_trace_shows_each_op_forward_and_backward(tiny_mat, images, capsys):
 
 
 def test_random_weight_fallback_and_full_vgg(images, tmp_path, capsys, monkeypatch):
-    import minivgg.weights
-    monkeypatch.setattr(minivgg.weights, "find_weights", lambda path=None: None)
+    monkeypatch.setattr("minivgg.vgg.find_weights", lambda path=None: None)
     content, style = images
     assert main([str(a) for a in [content, style, "--size", 32, "--iterations", 1]]) == 0
     err = capsys.readouterr().err

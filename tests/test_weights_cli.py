@@ -1,8 +1,10 @@
-"""minivgg.weights: download against a local HTTP server, the manifest, inspect, path, bad input.
+"""minivgg.weights and weights_location: download against a local HTTP server, the manifest,
+inspect, path, bad input, and the one place that spells the download command.
 
 Nothing here contacts the internet: the server is http.server on 127.0.0.1 in a thread, and
 "no network" is a closed port on 127.0.0.1.
 """
+import ast
 import hashlib
 import json
 import re
@@ -20,7 +22,8 @@ from conftest import ROOT
 from matfiles import write_tiny_vgg16_mat, write_tiny_vgg19_mat
 from minivgg import weights
 from minivgg.errors import UserError
-from minivgg.weights import FILENAME, MANIFEST, download, find_weights, main
+from minivgg.weights import download, main
+from minivgg.weights_location import DOWNLOAD_CMD, FILENAME, MANIFEST, find_weights
 
 PAYLOAD = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -243,3 +246,18 @@ def test_cli_bad_file_in_a_subprocess_has_no_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "minivgg.weights", "inspect", "truncated.mat"],
                             capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 2 and "incomplete" in one_error_line(result.stderr)
+
+
+def test_the_download_command_is_spelled_once_in_the_code():
+    """Messages take it from weights_location.DOWNLOAD_CMD (or DOWNLOAD_HINT, made from it)."""
+    spelled = []
+    for path in sorted((ROOT / "minivgg").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef))
+                      and node.body and isinstance(node.body[0], ast.Expr)}
+        spelled += [f"{path.name}:{node.lineno}" for node in ast.walk(tree)
+                    if isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and "minivgg.weights download" in node.value and id(node) not in docstrings]
+    assert len(spelled) == 1 and spelled[0].startswith("weights_location.py:"), spelled
+    assert DOWNLOAD_CMD == "`python -m minivgg.weights download`"
