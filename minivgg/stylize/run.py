@@ -142,9 +142,10 @@ class Run:
         image.save_png(path, rgb, self.job.alpha)
 
     def checkpoint(self):
-        state = {"version": CHECKPOINT_VERSION, "iteration": self.iteration, "x": ag.to_cpu(self.opt.x),
-                 "optimizer": self.opts.optimizer, "optimizer_state": self.opt.state_dict(),
-                 "elapsed": self.seconds(), "rows": self.log.rows}
+        state = {"version": CHECKPOINT_VERSION, "iteration": self.iteration,
+                 "x": ag.to_cpu(self.opt.x), "optimizer": self.opts.optimizer,
+                 "optimizer_state": self.opt.state_dict(), "elapsed": self.seconds(),
+                 "rows": self.log.rows}
         path = save_checkpoint(self.job.output, self.iteration, state, self.write_image,
                                digits=self.digits)
         self.say(f"checkpoint: {path}")
