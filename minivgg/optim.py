@@ -1,9 +1,11 @@
-"""Optimisers over one array: L-BFGS (Gatys et al.'s choice, the default) and Adam.
+"""Optimisers over one array: L-BFGS (Gatys et al.'s choice, the default) and Adam, and the
+bytes their state takes (``optimizer_state_bytes``). L-BFGS's line search is in linesearch.py.
 
-Both minimise ``f`` given ``fn(x) -> (loss, grad)``: ``loss`` a number, ``grad`` an array of x's
-shape (``fn`` must not modify ``x``). ``x0`` may be a NumPy or a CuPy array of any float dtype and
-shape; all the work stays in x0's array module (``xp = get_array_module(x0)``) and only scalars
-(the loss, dot products) travel to the host.
+Both minimise f given ``fn(x) -> (loss, grad, terms)``, as losses.Objective.value_and_grad is:
+``loss`` a number, ``grad`` an array of x's shape, ``terms`` a dict {name: number} of the loss's
+parts, kept for the point the optimiser accepts (``fn(x) -> (loss, grad)`` works too: no terms).
+``fn`` must not modify x. ``x0`` may be a NumPy or CuPy array of any float dtype and shape; the
+work stays in x0's array module and only scalars (the loss, dot products) travel to the host.
 
     opt = LBFGS(x0, fn, history=10)          # or Adam(x0, fn, lr=1.0)
     for _ in range(500):
@@ -11,9 +13,9 @@ shape; all the work stays in x0's array module (``xp = get_array_module(x0)``) a
     state = opt.state_dict()                 # plain numbers and NumPy arrays (np.savez-able)
     opt2 = LBFGS(x, fn); opt2.load_state_dict(state)   # continues exactly where opt stopped
 
-Each object keeps ``x``, ``loss`` and ``grad`` at the current point, ``iteration`` (steps taken) and
-``n_evals`` (calls of fn). A NaN or infinite loss or gradient raises ``NonFiniteLoss`` and leaves
-the state at the last finite point, so the caller can still save ``opt.x``.
+Each object keeps ``x``, ``loss``, ``grad`` and ``terms`` (None if fn gives none) at the current
+point, ``iteration`` (steps taken) and ``n_evals`` (calls of fn). A NaN or infinite loss or
+gradient raises ``NonFiniteLoss`` and leaves the state at the last finite point.
 """
 import math
 from collections import namedtuple
@@ -22,9 +24,15 @@ import numpy as np
 
 from miniautograd import get_array_module, to_cpu
 
+from .linesearch import Trial, strong_wolfe
+
 
 class NonFiniteLoss(ArithmeticError):
     """The objective returned NaN or infinity; the optimiser stayed at the last finite point."""
+
+
+# One call of fn: x, loss (a float), grad (x's dtype), terms ({name: float} or None), all finite?
+_Evaluation = namedtuple("_Evaluation", "x loss grad terms finite")
 
 
 class _Optimizer:
@@ -40,28 +48,35 @@ class _Optimizer:
         self.xp = get_array_module(x0)
         self.x = self.xp.array(x0, copy=True)
         self.fn = fn
-        self.loss, self.grad = None, None      # at x, once evaluated
+        self.loss, self.grad, self.terms = None, None, None     # at x, once evaluated
         self.iteration, self.n_evals = 0, 0
         self.converged = False                 # L-BFGS sets it when no step can lower f
 
     def _evaluate(self, x):
-        """Call fn at x -> (loss as float, grad as an array of x's dtype, all finite?)."""
-        loss, grad = self.fn(x)
+        """Call fn at x -> an _Evaluation (nothing of the optimiser's point changes)."""
+        loss, grad, *terms = self.fn(x)
         self.n_evals += 1
         grad = self.xp.array(grad, dtype=self.x.dtype)     # a copy: fn may reuse its buffer
-        if grad.shape != x.shape:
-            raise ValueError(f"{type(self).__name__}: fn returned a gradient of shape "
-                             f"{grad.shape} for x of shape {x.shape}")
-        loss = float(loss)
-        return loss, grad, math.isfinite(loss) and bool(self.xp.isfinite(grad).all())
+        if grad.shape != x.shape or len(terms) > 1:
+            raise ValueError(f"{type(self).__name__}: fn must return (loss, grad) or (loss, "
+                             f"grad, terms) with grad of x's shape {x.shape}; got "
+                             f"{2 + len(terms)} values, grad of shape {grad.shape}")
+        terms = None if not terms or terms[0] is None else {str(k): float(v)
+                                                             for k, v in terms[0].items()}
+        finite = math.isfinite(float(loss)) and bool(self.xp.isfinite(grad).all())
+        return _Evaluation(x, float(loss), grad, terms, finite)
+
+    def _move_to(self, e):
+        """Accept the evaluated point e: it becomes the current x, loss, grad and terms."""
+        self.x, self.loss, self.grad, self.terms = e.x, e.loss, e.grad, e.terms
 
     def _ensure_evaluated(self):
         """Evaluate fn at the starting point on the first step."""
         if self.grad is None:
-            loss, grad, finite = self._evaluate(self.x)
-            if not finite:
-                raise self._non_finite(loss)
-            self.loss, self.grad = loss, grad
+            e = self._evaluate(self.x)
+            if not e.finite:
+                raise self._non_finite(e.loss)
+            self._move_to(e)
 
     def _non_finite(self, loss):
         return NonFiniteLoss(
@@ -69,19 +84,21 @@ class _Optimizer:
             f"at iteration {self.iteration + 1}; the last finite point is kept in opt.x")
 
     def state_dict(self):
-        """Everything needed to continue exactly: plain numbers, strings and NumPy arrays."""
+        """Everything needed to continue exactly: plain numbers, strings and NumPy arrays (the
+        terms as ``term_names`` and ``term_values``)."""
         state = {"optimizer": self.kind, "x": to_cpu(self.x), "iteration": self.iteration,
                  "n_evals": self.n_evals}
         state.update({name: getattr(self, name) for name in self.settings})
         if self.grad is not None:                    # absent before the first evaluation
             state.update(loss=self.loss, grad=to_cpu(self.grad))
+        if self.terms is not None:                   # absent if fn gives no terms
+            state.update(term_names=np.array(list(self.terms), dtype=str),
+                         term_values=np.array(list(self.terms.values()), dtype=np.float64))
         return state
 
     def load_state_dict(self, state):
         """Restore a ``state_dict`` (also one read back by np.load); arrays go to x's device.
-
-        The hyperparameters saved in ``state`` replace the constructor's.
-        """
+        The hyperparameters saved in ``state`` replace the constructor's."""
         if str(state["optimizer"]) != self.kind:
             raise ValueError(f"{type(self).__name__}: this state dict belongs to a "
                              f"'{state['optimizer']}' optimiser, not '{self.kind}'")
@@ -96,26 +113,21 @@ class _Optimizer:
         has_grad = "grad" in state
         self.loss = float(state["loss"]) if has_grad else None
         self.grad = self._to_device(state["grad"]) if has_grad else None
+        names, values = state.get("term_names"), state.get("term_values")
+        self.terms = None if names is None else dict(zip(map(str, names), map(float, values)))
 
     def _to_device(self, a):
         return self.xp.array(np.asarray(a), dtype=self.x.dtype)
 
 
 # ------------------------------------------------------------------------------------- L-BFGS
-_Point = namedtuple("_Point", "a f dg x g")      # a trial step: f(x + a d) and its slope along d
-
-
 class LBFGS(_Optimizer):
     """Limited-memory BFGS with a strong-Wolfe line search (Nocedal & Wright, Alg. 7.4, 3.5, 3.6).
 
     One step: choose the direction ``d = -H g``, where H approximates the inverse Hessian from
     the last ``history`` pairs ``s_i = x_{i+1} - x_i``, ``y_i = g_{i+1} - g_i``; search along d for
-    a step length a meeting the strong Wolfe conditions (c1 = 1e-4, c2 = 0.9)
-
-        f(x + a d) <= f(x) + c1 a g^T d            (sufficient decrease)
-        |g(x + a d)^T d| <= c2 |g^T d|             (the slope has flattened enough)
-
-    then move and remember the new pair. A pair is skipped when ``s^T y <= tiny * y^T y``: without
+    a step length meeting the strong Wolfe conditions (linesearch.py; c1 = 1e-4, c2 = 0.9), then
+    move and remember the new pair. A pair is skipped when ``s^T y <= tiny * y^T y``: without
     positive curvature it would make H indefinite. If the search finds no decrease, the history is
     dropped and steepest descent is tried; if that fails too, ``converged`` becomes True and
     later steps only count. Without history the first trial step is ``a = min(1, 1/|g|)``, else 1.
@@ -132,6 +144,7 @@ class LBFGS(_Optimizer):
         self.history, self.c1, self.c2 = int(history), float(c1), float(c2)
         self.max_evals, self.tiny = int(max_evals), float(tiny)
         self.s, self.y, self.rho = [], [], []          # oldest first; rho_i = 1 / (y_i^T s_i)
+        self._latest = None                            # the line search's latest evaluation
 
     def step(self):
         """One iteration (one line search); returns the loss at the new ``x``."""
@@ -172,7 +185,8 @@ class LBFGS(_Optimizer):
         return q
 
     def _try_step(self):
-        """Search along -H g; on success move there, store the new pair and return True."""
+        """Search along -H g (linesearch.strong_wolfe); on success move there, store the new pair
+        and return True. NonFiniteLoss if the search ended on a non-finite value."""
         g = self.grad
         d = self._direction(g)
         gtd = float(self.xp.vdot(g, d))
@@ -182,12 +196,23 @@ class LBFGS(_Optimizer):
             if gtd == 0:
                 return False                   # g = 0: a stationary point
         a0 = 1.0 if self.s else min(1.0, 1.0 / math.sqrt(-gtd))    # |g| = sqrt(-g^T d) if d = -g
-        point = self._line_search(d, gtd, a0)
-        if point is None:
+        trial = strong_wolfe(lambda a: self._probe(d, a), Trial(0.0, self.loss, gtd, None), a0,
+                             c1=self.c1, c2=self.c2, max_evals=self.max_evals)
+        if trial.a == 0:                       # no step lowered f; the search probed at least once
+            if not self._latest.finite:        # and even its smallest step blew up
+                raise self._non_finite(self._latest.loss)
             return False
-        self._remember(point.x - self.x, point.g - g)
-        self.x, self.loss, self.grad = point.x, point.f, point.g
+        self._remember(trial.at.x - self.x, trial.at.grad - g)
+        self._move_to(trial.at)
         return True
+
+    def _probe(self, d, a):
+        """phi(a) = f(x + a d) and phi'(a) = g(x + a d)^T d as a Trial carrying the evaluation
+        (kept as _latest too); a non-finite value reads as f = inf ("too far")."""
+        e = self._latest = self._evaluate(self.x + a * d)
+        if not e.finite:
+            return Trial(a, math.inf, math.nan, None)
+        return Trial(a, e.loss, float(self.xp.vdot(e.grad, d)), e)
 
     def _remember(self, s, y):
         """Append the pair (s, y) unless its curvature s^T y is not clearly positive."""
@@ -200,65 +225,6 @@ class LBFGS(_Optimizer):
         if len(self.s) > self.history:
             del self.s[0], self.y[0], self.rho[0]
 
-    # ---- line search: phi(a) = f(x + a d), phi'(a) = g(x + a d)^T d
-    def _probe(self, d, a):
-        """Evaluate phi and phi' at a; a non-finite value reads as f = inf ("too far")."""
-        self._evals_left -= 1
-        x = self.x + a * d
-        loss, g, finite = self._evaluate(x)
-        self._last_bad = None if finite else loss
-        if not finite:
-            return _Point(a, math.inf, math.nan, None, None)
-        return _Point(a, loss, float(self.xp.vdot(g, d)), x, g)
-
-    def _line_search(self, d, gtd0, a):
-        """N&W Algorithm 3.5: grow a until a bracket [lo, hi] holding a Wolfe point is found, then
-        ``_zoom`` into it. Returns the accepted _Point, or None if nothing decreased f; raises
-        NonFiniteLoss if the search ended on a non-finite value (even tiny steps blew up)."""
-        self._evals_left = self.max_evals
-        f0 = self.loss
-        prev = _Point(0.0, f0, gtd0, self.x, self.grad)
-        point = None
-        while self._evals_left > 0 and point is None:
-            cur = self._probe(d, a)
-            if cur.f > f0 + self.c1 * a * gtd0 or (prev.a > 0 and cur.f >= prev.f):
-                point = self._zoom(d, gtd0, prev, cur)
-            elif abs(cur.dg) <= -self.c2 * gtd0:
-                point = cur
-            elif cur.dg >= 0:
-                point = self._zoom(d, gtd0, cur, prev)
-            else:                                  # still going down steeply: look further out
-                a = _cubic_min(prev, cur, cur.a + 0.01 * (cur.a - prev.a), 10.0 * cur.a)
-                prev = cur
-        if point is None:                          # out of evaluations: the best point seen
-            point = prev
-        if point.a > 0:
-            return point
-        if self._last_bad is not None:
-            raise self._non_finite(self._last_bad)
-        return None
-
-    def _zoom(self, d, gtd0, lo, hi):
-        """N&W Algorithm 3.6: shrink [lo, hi] (lo: lowest f with sufficient decrease so far, the
-        slope at lo pointing to hi) by safeguarded cubic interpolation until a Wolfe point."""
-        f0 = self.loss
-        while self._evals_left > 0:
-            left, right = min(lo.a, hi.a), max(lo.a, hi.a)
-            width = right - left
-            if width <= 1e-12 * right:
-                break                               # the interval is below rounding: give up
-            a = _cubic_min(lo, hi, left + 0.1 * width, right - 0.1 * width)
-            cur = self._probe(d, a)
-            if cur.f > f0 + self.c1 * a * gtd0 or cur.f >= lo.f:
-                hi = cur
-                continue
-            if abs(cur.dg) <= -self.c2 * gtd0:
-                return cur
-            if cur.dg * (hi.a - lo.a) >= 0:
-                hi = lo
-            lo = cur
-        return lo                                   # sufficient decrease only (or a = 0)
-
     def state_dict(self):
         """The base state plus the (s, y) pairs stacked as (k, *x.shape) arrays and rho (k,)."""
         state = super().state_dict()
@@ -268,38 +234,15 @@ class LBFGS(_Optimizer):
 
     def _stack(self, arrays):
         """k arrays of x's shape -> one NumPy array (k, *x.shape); k may be 0."""
-        if not arrays:
-            return np.zeros((0,) + self.x.shape, dtype=self.x.dtype)
-        return to_cpu(self.xp.stack(arrays))                    # k x (...) -> (k, ...)
+        if arrays:
+            return to_cpu(self.xp.stack(arrays))                # k x (...) -> (k, ...)
+        return np.zeros((0,) + self.x.shape, dtype=self.x.dtype)
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
         self.s = [self._to_device(s) for s in np.asarray(state["s"])]     # (k, ...) -> k x (...)
         self.y = [self._to_device(y) for y in np.asarray(state["y"])]
         self.rho = [float(r) for r in np.asarray(state["rho"])]
-
-
-def _cubic_min(p, q, low, high):
-    """The minimiser of the cubic through (a, f, slope) at p and q, clipped to [low, high].
-
-    N&W eq. 3.59: d1 = f'_p + f'_q - 3 (f_p - f_q) / (a_p - a_q), d2 = sign(a_q - a_p)
-    sqrt(d1^2 - f'_p f'_q), a = a_q - (a_q - a_p) (f'_q + d2 - d1) / (f'_q - f'_p + 2 d2).
-    Falls back to the middle of [low, high] when the cubic has no minimiser or a value is not
-    finite (a trial that blew up).
-    """
-    values = (p.f, q.f, p.dg, q.dg)
-    if not all(math.isfinite(v) for v in values) or p.a == q.a:
-        return 0.5 * (low + high)
-    d1 = p.dg + q.dg - 3.0 * (p.f - q.f) / (p.a - q.a)
-    disc = d1 * d1 - p.dg * q.dg
-    if disc < 0:
-        return 0.5 * (low + high)
-    d2 = math.copysign(math.sqrt(disc), q.a - p.a)
-    denom = q.dg - p.dg + 2.0 * d2
-    if denom == 0:
-        return 0.5 * (low + high)
-    a = q.a - (q.a - p.a) * (q.dg + d2 - d1) / denom
-    return min(max(a, low), high) if math.isfinite(a) else 0.5 * (low + high)
 
 
 # --------------------------------------------------------------------------------------- Adam
@@ -336,13 +279,12 @@ class Adam(_Optimizer):
         v = self.beta2 * self.v + (1.0 - self.beta2) * (g * g)
         m_hat = m * (1.0 / (1.0 - self.beta1 ** t))
         v_hat = v * (1.0 / (1.0 - self.beta2 ** t))
-        x = self.x - self.lr * m_hat / (self.xp.sqrt(v_hat) + self.eps)
-        loss, grad, finite = self._evaluate(x)
-        if not finite:
-            raise self._non_finite(loss)
-        self.x, self.m, self.v, self.loss, self.grad = x, m, v, loss, grad
-        self.iteration = t
-        return loss
+        e = self._evaluate(self.x - self.lr * m_hat / (self.xp.sqrt(v_hat) + self.eps))
+        if not e.finite:
+            raise self._non_finite(e.loss)
+        self._move_to(e)
+        self.m, self.v, self.iteration = m, v, t
+        return self.loss
 
     def state_dict(self):
         """The base state plus the moments m and v (the step count t is ``iteration``)."""
@@ -353,3 +295,17 @@ class Adam(_Optimizer):
     def load_state_dict(self, state):
         super().load_state_dict(state)
         self.m, self.v = self._to_device(state["m"]), self._to_device(state["v"])
+
+
+# ------------------------------------------------------------------------------------- memory
+def optimizer_state_bytes(numel, *, optimizer="lbfgs", history=10, itemsize=4):
+    """Bytes the optimiser keeps for an image of ``numel`` elements (plan.py counts them).
+
+    L-BFGS: ``history`` pairs (s, y) plus 4 working vectors (x, gradient, direction, previous
+    gradient). Adam: the two moments m, v plus x and the gradient.
+    """
+    vectors = {"lbfgs": 2 * history + 4, "adam": 4}
+    if optimizer not in vectors:
+        raise ValueError(f"optimizer_state_bytes: optimizer must be 'lbfgs' or 'adam', not "
+                         f"{optimizer!r}")
+    return vectors[optimizer] * numel * itemsize

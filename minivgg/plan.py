@@ -34,6 +34,7 @@ from .errors import UserError
 from .explain import format_bytes
 from .machine import available_memory_bytes
 from .memory import conv_memory, memory_peaks, pool_memory
+from .optim import optimizer_state_bytes
 
 POOL = 2                    # VGG's pools: 2x2 windows, stride 2,
 VGG_POOL_PAD = (0, 1, 0, 1)  # padded (top, bottom, left, right) as in the published file
@@ -218,18 +219,6 @@ def _check_fits_in_pools(size, deepest, sequence, pool_pad):
                     if reaches(side, pool_pad[:2]) and reaches(side, pool_pad[2:]))
         raise UserError(f"a {size[0]}x{size[1]} image is too small to reach {deepest}, which "
                         f"needs at least {need} pixels on each side; use a larger --size")
-
-
-def optimizer_state_bytes(numel, *, optimizer="lbfgs", history=10, itemsize=4):
-    """Bytes the optimiser keeps for an image of ``numel`` elements.
-
-    L-BFGS: ``history`` pairs (s, y) plus 4 working vectors (x, gradient, direction, previous
-    gradient). Adam: the two moments m, v plus x and the gradient.
-    """
-    vectors = {"lbfgs": 2 * history + 4, "adam": 4}
-    if optimizer not in vectors:
-        raise ValueError(f"plan: optimizer must be 'lbfgs' or 'adam', not {optimizer!r}")
-    return vectors[optimizer] * numel * itemsize
 
 
 def plan_iteration(conv_shapes, size, *, deepest="relu5_1", pooling="avg", pool_pad=VGG_POOL_PAD,

@@ -6,8 +6,12 @@ import pytest
 from PIL import Image
 
 import minivgg
+from minivgg import losses
+from minivgg.files import atomic_write
 from minivgg.image import rgb_to_yiq
+from minivgg.stylize import checkpoint as ck
 from minivgg.stylize.__main__ import main
+from minivgg.stylize.run import TERMS
 
 
 def run(tiny_mat, images, *extra, iterations=3, size=32):
@@ -70,6 +74,8 @@ def test_the_loss_goes_down_and_the_log_has_a_row_per_iteration(tiny_mat, images
     assert rows[0] == ["iteration", "total", "content", "style", "tv", "seconds"]
     assert [int(r[0]) for r in rows[1:]] == [1, 2, 3, 4, 5, 6]
     values = np.array([[float(v) for v in r[1:]] for r in rows[1:]])
+    # the terms are float32, added in float32 (rounding 6e-8 each, all positive) and logged with 9
+    # digits: rtol 1e-5 holds on any CPU
     np.testing.assert_allclose(values[:, 0], values[:, 1:4].sum(axis=1), rtol=1e-5)
     assert values[-1, 0] < values[0, 0]
     assert np.all(np.diff(values[:, 4]) >= 0)                          # seconds only grow
@@ -172,3 +178,53 @@ def test_demo_runs_on_the_built_in_images(tiny_mat, tmp_path, monkeypatch):
     argv = ["--demo", "--weights", tiny_mat, "--size", "32", "--iterations", "2", "--quiet"]
     assert main([str(a) for a in argv]) == 0
     assert pixels(tmp_path / "demo_stylized.png").shape == (24, 32, 3)
+
+
+# -- the log gives the terms of the point the optimiser accepted --------------------------------
+def test_log_rows_hold_the_terms_of_each_accepted_image(tiny_mat, images, tmp_path, monkeypatch):
+    seen = []                                     # (x, terms) of every evaluation, trials included
+    real = losses.Objective.value_and_grad
+
+    def recording(self, x):
+        total, grad, terms = real(self, x)
+        seen.append((np.array(x), terms))
+        return total, grad, terms
+
+    monkeypatch.setattr(losses.Objective, "value_and_grad", recording)
+    assert run(tiny_mat, images, "--init", "noise", "--log", "l.csv", "-o", "o.png",
+               "--checkpoint-every", "1", iterations=4) == 0
+    assert len(seen) > 5                          # line searches tried points they did not take
+    for row in read_log(tmp_path / "l.csv")[1:]:
+        x = ck.load_state(tmp_path / f"o_{int(row[0]):04d}.state.npz")["x"]
+        terms = [t for y, t in seen if np.array_equal(y, x)][-1]
+        assert [float(v) for v in row[1:5]] == [float(f"{terms[k]:.9g}") for k in TERMS]
+
+
+def checkpoint_of_a_converged_run(tiny_mat, images, tmp_path, *, version):
+    """Run 2 iterations with a checkpoint; mark its L-BFGS as converged (as a run that found no
+    step lowering the loss saves it); ``version=1``: without the terms, as minivgg wrote before."""
+    assert run(tiny_mat, images, "--init", "noise", "--log", "l.csv", "-o", "o.png",
+               "--checkpoint-every", "2", iterations=2) == 0
+    path = tmp_path / "o_0002.state.npz"
+    state = ck.load_state(path)
+    state["optimizer_state"]["converged"] = True
+    if version == 1:
+        state["version"] = 1
+        for key in ("term_names", "term_values"):
+            state["optimizer_state"].pop(key, None)
+    atomic_write(path, ck.dump_state(state))
+    return read_log(tmp_path / "l.csv")[2]
+
+
+@pytest.mark.parametrize("version", [2, 1])
+def test_resuming_a_converged_run_logs_the_terms_of_its_image(tiny_mat, images, tmp_path,
+                                                               version):
+    # The step after resuming does not move: the run used to look for the terms among that
+    # iteration's evaluations, found none, and failed with an IndexError.
+    last = checkpoint_of_a_converged_run(tiny_mat, images, tmp_path, version=version)
+    assert float(last[2]) > 0 and float(last[3]) > 0
+    assert run(tiny_mat, images, "--init", "noise", "--log", "l.csv", "-o", "o.png", "--resume",
+               iterations=5) == 0
+    rows = read_log(tmp_path / "l.csv")[1:]
+    assert [r[0] for r in rows] == ["1", "2", "3"]                # stopped: converged
+    assert rows[2][1:5] == last[1:5]

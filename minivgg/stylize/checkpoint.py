@@ -3,8 +3,10 @@
 Every ``--checkpoint-every N`` iterations the run writes ``OUT_0100.png`` (what the result looks
 like at iteration 100) and beside it ``OUT_0100.state.npz``: the image being optimised (in the
 network's preprocessed space, float32, not rounded to 8 bits), the optimiser's ``state_dict()``
-(Adam's moments or L-BFGS's history), the iteration, and a few facts about the run that a resumed
-run must share (image shape, optimiser). ``--resume`` loads the highest-numbered one.
+(Adam's moments or L-BFGS's history, and the loss terms of its point), the iteration, and a few
+facts about the run that a resumed run must share (image shape, optimiser). ``--resume`` loads the
+highest-numbered one. Version 1 files, whose optimiser state lacks the terms, still load: run.py
+takes them from the file's last log row.
 
 The state file is a NumPy ``.npz`` holding only arrays: the nested structure of the state (dicts,
 lists, numbers) is stored as JSON text in one uint8 array, and every array as its own entry, so

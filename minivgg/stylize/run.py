@@ -13,15 +13,19 @@ import time
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 import miniautograd as ag
 
-from .. import image, losses
+from .. import image, losses, optim
 from ..errors import UserError
-from .checkpoint import atomic_write, load_state, save_checkpoint
+from ..files import atomic_write
+from .checkpoint import load_state, save_checkpoint
 from .options import DEFAULT_ADAM_LR, flag
 
 LOG_COLUMNS = ("iteration", "total", "content", "style", "tv", "seconds")
+TERMS = LOG_COLUMNS[1:5]             # the loss terms, as losses.Objective.value_and_grad names them
+CHECKPOINT_VERSION = 2               # 2: the optimiser state holds the terms of its point
 
 
 class Interrupted(Exception):
@@ -46,7 +50,6 @@ def build_objective(job, opts, to_device):
 
 def make_optimizer(opts, x0, fn):
     """L-BFGS (the paper's choice, the default) or Adam with ``--learning-rate``."""
-    from .. import optim
     if opts.optimizer == "adam":
         lr = DEFAULT_ADAM_LR if opts.learning_rate is None else opts.learning_rate
         return optim.Adam(x0, fn, lr=lr)
@@ -75,13 +78,21 @@ class Log:
         self.path, self.rows = path, [list(r) for r in rows]
 
     def add(self, iteration, parts, seconds):
-        self.rows.append([iteration, parts["total"], parts["content"], parts["style"],
-                          parts["tv"], seconds])
+        self.rows.append([iteration, *(parts[name] for name in TERMS), seconds])
         if self.path is not None:
             lines = [",".join(LOG_COLUMNS)] + [
                 f"{int(r[0])}," + ",".join(f"{v:.9g}" for v in r[1:5]) + f",{r[5]:.3f}"
                 for r in self.rows]
             atomic_write(self.path, ("\n".join(lines) + "\n").encode())
+
+
+def add_terms_from_log(state):
+    """Give a version-1 checkpoint's optimiser state the loss terms of its point, which the
+    optimiser did not keep then: its last log row holds them (that iteration's accepted point)."""
+    opt_state = state["optimizer_state"]
+    if "term_names" not in opt_state and state["rows"]:
+        opt_state["term_names"] = np.array(TERMS)
+        opt_state["term_values"] = np.array(state["rows"][-1][1:5], dtype=np.float64)
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -92,31 +103,20 @@ class Run:
         self.job, self.opts, self.say = job, opts, say
         self.to_device = ag.to_gpu if job.device == "gpu" else (lambda a: a)
         self.objective = build_objective(job, opts, self.to_device)
-        self.evaluations = []                # the terms at each evaluation of this iteration
         x0 = image.preprocess(job.init, job.net.mean)
         self.start, self.elapsed0, rows = 0, 0.0, []
         state = load_state(job.resume_from) if job.resume_from else None
         if state is not None:
             x0, rows = self.check_resumable(state), state["rows"]
-        self.opt = make_optimizer(opts, self.to_device(x0), self.evaluate)
+            add_terms_from_log(state)
+        # value_and_grad returns (total, grad, terms): the optimiser keeps the accepted point's
+        self.opt = make_optimizer(opts, self.to_device(x0), self.objective.value_and_grad)
         if state is not None:
             self.opt.load_state_dict(state["optimizer_state"])
             self.start, self.elapsed0 = int(state["iteration"]), float(state["elapsed"])
         self.log = Log(job.log, rows)
         self.iteration, self.t0 = self.start, None
         self.digits = max(4, len(str(opts.iterations)))
-
-    def evaluate(self, x):
-        """fn for the optimiser; remembers each evaluation's terms for the log."""
-        total, grad, parts = self.objective.value_and_grad(x)
-        self.evaluations.append(parts)
-        return total, grad
-
-    def terms_of(self, loss):
-        """The terms of the evaluation whose total the optimiser returned (L-BFGS's line search
-        may end on an earlier trial point than the last one evaluated)."""
-        return next((p for p in reversed(self.evaluations) if p["total"] == loss),
-                    self.evaluations[-1])
 
     def check_resumable(self, state):
         """The checkpoint's image, after checking that it belongs to a run like this one."""
@@ -142,9 +142,10 @@ class Run:
         image.save_png(path, rgb, self.job.alpha)
 
     def checkpoint(self):
-        state = {"version": 1, "iteration": self.iteration, "x": ag.to_cpu(self.opt.x),
-                 "optimizer": self.opts.optimizer, "optimizer_state": self.opt.state_dict(),
-                 "elapsed": self.seconds(), "rows": self.log.rows}
+        state = {"version": CHECKPOINT_VERSION, "iteration": self.iteration,
+                 "x": ag.to_cpu(self.opt.x), "optimizer": self.opts.optimizer,
+                 "optimizer_state": self.opt.state_dict(), "elapsed": self.seconds(),
+                 "rows": self.log.rows}
         path = save_checkpoint(self.job.output, self.iteration, state, self.write_image,
                                digits=self.digits)
         self.say(f"checkpoint: {path}")
@@ -152,7 +153,6 @@ class Run:
     # -- the loop ---------------------------------------------------------------------------
     def execute(self):
         """Run the remaining iterations; save and return the result (a PIL image)."""
-        from tqdm import tqdm
         self.t0 = time.perf_counter()
         with tqdm(total=self.opts.iterations, initial=self.start, disable=self.opts.quiet,
                   unit="it", file=sys.stderr, dynamic_ncols=True) as bar:
@@ -164,17 +164,15 @@ class Run:
         return self.finish()
 
     def loop(self, bar):
-        from .. import optim
         totals = [row[1] for row in self.log.rows]
         while self.iteration < self.opts.iterations:
-            self.evaluations = self.evaluations[-1:]
             try:
                 loss = self.opt.step()
             except optim.NonFiniteLoss:
                 self.stop_on_non_finite()
             self.iteration += 1
             totals.append(loss)
-            self.after_iteration(bar, self.terms_of(loss))
+            self.after_iteration(bar, self.opt.terms)      # those of the point the step accepted
             if self.converged(totals):
                 break
 
