@@ -106,6 +106,7 @@ class TorchProblem:
             w = 1.0 / len(self.style)                        # equal weights, summing to 1
             style = style + w * ((self.normalized_gram(out[name]) - A) ** 2).sum() / (4 * C * C * N)
         tv = (((x[:, :, 1:] - x[:, :, :-1]) ** 2).sum() + ((x[..., 1:] - x[..., :-1]) ** 2).sum())
+        tv = tv * (max(x.shape[2:]) / 512) ** 2             # slopes at the reference size
         weights = common.LOSS_WEIGHTS
         return (weights["content_weight"] / len(self.content) * content
                 + weights["style_weight"] * style

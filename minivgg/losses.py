@@ -8,7 +8,7 @@ Notation: N batch (1 in style transfer, but nothing below assumes it), C channel
 N_l), H height, W width, M = H*W positions (the paper's M_l). A layer's response F has shape
 (N, C, H, W); per image it is the (C, M) matrix of the paper.
 
-The three terms, each made independent of the image size so one set of weights fits 256 and 1024 px:
+The three terms, each normalised so that it does not grow with the number of positions:
 - content, at layer l:  L_c = 1/2 * sum (F - P)^2 / (C * M), averaged over the N images; P is the
   content image's response. The paper's 1/2 is kept; the division by the layer size is ours.
 - style, at layer l:  E_l = 1/(4 C^2) * sum (G/M - A/M_s)^2, averaged over the N images, with G the
@@ -16,10 +16,17 @@ The three terms, each made independent of the image size so one set of weights f
   have the same size this is the paper's E_l = 1/(4 C^2 M^2) * sum (G - A)^2 exactly; dividing each
   Gram matrix by its own M also lets a style image of another size (``--style-scale``) be compared.
   L_s = sum_l w_l E_l, with the layer weights w_l scaled to sum to 1 (the paper's w_l = 1/5).
-- total variation of the image x itself:  L_tv = sum of squared differences of vertical and
-  horizontal neighbours, divided by N * H * W (the pixel count), in the preprocessed 0-255 units.
+- total variation of the image x itself:  L_tv = (S / 512)^2 * (sum of squared differences of
+  vertical and horizontal neighbours) / (N * H * W), in the preprocessed 0-255 units, with S the
+  longest side in pixels: the mean squared slope, measured as if the longest side were 512 px.
 The objective is  alpha * L_c + beta * L_s + gamma * L_tv  (content_weight, style_weight,
 tv_weight); several content layers are averaged.
+
+What that buys, and what it does not: a layer response off by the same amount everywhere, a
+texture tiled over a larger area, and (for L_tv) the same picture resampled to another size cost
+the same at any size. The content and style terms are still *not* independent of the picture's
+size, because they depend on VGG's responses and VGG's 3x3 filters and 2x2 pools are measured in
+pixels: the same picture at 1024 px shows each layer details four times as large as at 256 px.
 """
 import numpy as np
 
@@ -31,6 +38,7 @@ def content_loss(F, P):
 
     F: (N, C, H, W) Tensor, the generated image's response; P: array of the same shape, the content
     image's response (a constant). Summed, then divided by the element count; the 1/2 is included.
+    So it does not grow with the layer's size; it still depends on the picture's size through F.
     """
     return ag.sum_squared_error(F, P) / (2.0 * F.size)
 
@@ -39,7 +47,7 @@ def normalized_gram(F):
     """G / M for a response F of shape (N, C, H, W): a (N, C, C) Tensor (array in, Tensor out).
 
     G = F F^T over the M = H*W positions; dividing by M makes it the mean of the products of two
-    channels over the image, which no longer grows with the image size.
+    channels over the image, which does not grow with the number of positions.
     """
     N, C, H, W = F.shape
     return ag.gram(F) / float(H * W)
@@ -59,14 +67,23 @@ def style_layer_loss(F, A_hat):
     return ag.sum_squared_error(G_hat, A_hat) / (4.0 * C * C * N)
 
 
-def tv_loss(x):
-    """L_tv = (sum of squared neighbour differences) / (N * H * W): a scalar Tensor.
+TV_REFERENCE_SIZE = 512   # px: L_tv measures slopes as if the longest side were this long
 
-    x: (N, 3, H, W) image Tensor. Normalised by the pixel count, so a smooth gradient across the
-    image costs the same at any size; the three colour channels are summed, not averaged.
+
+def tv_loss(x):
+    """L_tv = (S / 512)^2 * (sum of squared neighbour differences) / (N * H * W): a scalar Tensor.
+
+    x: (N, 3, H, W) image Tensor; S = max(H, W), the side ``--size`` sets; 512 is
+    ``TV_REFERENCE_SIZE``. A step d between neighbours of an S-px image is a slope of d * S/512
+    per pixel of a 512-px one, so L_tv is the mean squared slope at the reference size: the same
+    picture resampled to any size costs the same (a difference per pixel alone would fall as
+    1/S^2). At S = 512 it is the plain mean over pixels. Detail at the pixel scale is not
+    resampled with the picture: noise of a given amplitude per pixel costs (S/512)^2 as much.
+    The three colour channels are summed, not averaged.
     """
     N, C, H, W = x.shape
-    return ag.total_variation(x) / float(N * H * W)
+    size_factor = (max(H, W) / TV_REFERENCE_SIZE) ** 2     # 1 at the reference size
+    return ag.total_variation(x) * (size_factor / float(N * H * W))
 
 
 def layer_weights(layers, weights=None):

@@ -48,11 +48,96 @@ def test_style_layer_loss_is_the_papers_E_l_when_sizes_match():
     assert losses.style_layer_loss(ag.Tensor(F), A_hat).item() == pytest.approx(expected, rel=1e-12)
 
 
+def tv_np(x):
+    """(S/512)^2 * (sum of squared neighbour differences) / (N H W), S = max(H, W), in NumPy."""
+    N, C, H, W = x.shape
+    summed = np.sum(np.diff(x, axis=2) ** 2) + np.sum(np.diff(x, axis=3) ** 2)
+    return (max(H, W) / 512) ** 2 * summed / (N * H * W)
+
+
 def test_tv_loss_matches_hand_formula():
     x = rng.standard_normal((2, 3, 5, 6))
     dv, dh = np.diff(x, axis=2), np.diff(x, axis=3)
-    expected = (np.sum(dv ** 2) + np.sum(dh ** 2)) / (2 * 5 * 6)
+    expected = (6 / 512) ** 2 * (np.sum(dv ** 2) + np.sum(dh ** 2)) / (2 * 5 * 6)
     assert losses.tv_loss(ag.Tensor(x)).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_tv_loss_at_the_reference_size_is_the_mean_over_pixels():
+    """At 512 px (the default --size) the size factor is 1: the default tv_weight keeps the
+    smoothing strength it had when L_tv was sum d^2 / (N H W)."""
+    x = rng.standard_normal((1, 3, 384, 512))
+    summed = np.sum(np.diff(x, axis=2) ** 2) + np.sum(np.diff(x, axis=3) ** 2)
+    assert losses.TV_REFERENCE_SIZE == 512
+    assert losses.tv_loss(ag.Tensor(x)).item() == pytest.approx(summed / (384 * 512), rel=1e-12)
+
+
+def ramp(size):
+    """A horizontal 0..255 ramp over a size x size image: (1, 3, size, size)."""
+    return np.broadcast_to(np.linspace(0, 255, size), (1, 3, size, size)).copy()
+
+
+def smooth_field(height, width, *, seed=0, cycles=6):
+    """A random smooth picture, (1, 3, height, width), sampled at the pixel centres.
+
+    A sum of waves with up to ``cycles`` periods along the longest side, amplitudes falling as
+    1/frequency like a photograph's, spread by about 40 grey levels around 128. The same seed gives
+    the same continuous picture at every size: only the sampling grid changes.
+    """
+    r = np.random.default_rng(seed)
+    k = np.arange(-cycles, cycles + 1)
+    amplitude = 1.0 / np.maximum(np.hypot(k[:, None], k[None, :]), 1.0)     # (2K+1, 2K+1)
+    coeffs = amplitude * (r.standard_normal((3,) + amplitude.shape)
+                          + 1j * r.standard_normal((3,) + amplitude.shape))  # (3, 2K+1, 2K+1)
+    side = max(height, width)
+    waves_y = np.exp(2j * np.pi * np.outer((np.arange(height) + 0.5) / side, k))  # (H, 2K+1)
+    waves_x = np.exp(2j * np.pi * np.outer((np.arange(width) + 0.5) / side, k))   # (W, 2K+1)
+    field = (waves_y @ coeffs @ waves_x.T).real                                    # (3, H, W)
+    return (128 + 40 * field / np.sqrt(np.sum(amplitude ** 2)))[None]              # (1, 3, H, W)
+
+
+def test_tv_loss_of_a_ramp_is_the_same_at_256_and_1024_px():
+    """Would fail with sum d^2 / (N H W): 2.99 at 256 px, 0.19 at 1024 px.
+
+    rel=5e-3: a ramp over S px has S-1 steps of 255/(S-1), so L_tv = 3 * 255^2/512^2 * S/(S-1),
+    and 256/255 and 1024/1023 differ by 0.3% (the missing difference at the border).
+    """
+    small, big = (losses.tv_loss(ag.Tensor(ramp(size))).item() for size in (256, 1024))
+    assert small == pytest.approx(3 * 255 ** 2 / 512 ** 2 * 256 / 255, rel=1e-12)
+    assert big == pytest.approx(small, rel=5e-3)
+
+
+def test_tv_loss_of_a_resampled_smooth_picture_is_the_same_at_256_and_1024_px():
+    """The same continuous picture, sampled on 256x192 and 1024x768 grids (4:3, so S = width).
+
+    rel=1e-2: the sum of squared steps misses the differences across one border row and column
+    (1/192 of the area at the small size, ~0.5%), and a step between pixel centres approximates
+    the slope to within (2 pi 6/256)^2 / 24 (~0.1%) for the highest of the picture's frequencies.
+    """
+    small, big = (losses.tv_loss(ag.Tensor(smooth_field(h, w))).item()
+                  for h, w in ((192, 256), (768, 1024)))
+    assert big == pytest.approx(small, rel=1e-2)
+    assert small > 0.01                                 # a picture with real slopes, not flat
+
+
+def test_tv_loss_gradient_is_the_hand_formula_with_the_size_factor():
+    """dL/dx = 2 (dv above - dv below + dh left - dh right) (S/512)^2 / (N H W), and finite
+    differences agree along a random direction (float64), at a size where the factor is not 1."""
+    x = smooth_field(24, 40) + rng.standard_normal((1, 3, 24, 40))
+    xt = ag.Tensor(x, requires_grad=True)
+    losses.tv_loss(xt).backward()
+    dv, dh = np.diff(x, axis=2), np.diff(x, axis=3)
+    g = np.zeros_like(x)
+    g[:, :, 1:] += dv
+    g[:, :, :-1] -= dv
+    g[..., 1:] += dh
+    g[..., :-1] -= dh
+    expected = 2 * g * (40 / 512) ** 2 / (24 * 40)
+    # atol: where the four differences nearly cancel, float64 rounding of each (~1e-16 of the
+    # largest) is all that is left, so compare against the gradient's scale, not element-wise.
+    np.testing.assert_allclose(xt.grad, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
+    analytic, numeric = directional_check(losses.tv_loss, x)
+    assert analytic == pytest.approx(numeric, rel=1e-6)
+    assert ag.gradcheck(losses.tv_loss, rng.standard_normal((2, 3, 4, 7)))
 
 
 def test_content_and_style_losses_do_not_grow_with_image_size():
@@ -145,7 +230,7 @@ def test_objective_total_is_the_weighted_sum_of_hand_computed_terms():
     c = 0.5 * np.sum((out["two"].data - obj.content["two"]) ** 2) / out["two"].size
     s = sum(w * np.sum((gram_np(out[k].data) / 24 - obj.style[k]) ** 2) / (4 * 16)
             for k, w in (("one", 1 / 3), ("two", 2 / 3)))
-    tv = (np.sum(np.diff(x, axis=2) ** 2) + np.sum(np.diff(x, axis=3) ** 2)) / 24
+    tv = tv_np(x)
     assert parts["content"] == pytest.approx(2.0 * c, rel=1e-10)
     assert parts["style"] == pytest.approx(3.0 * s, rel=1e-10)
     assert parts["tv"] == pytest.approx(0.5 * tv, rel=1e-10)

@@ -31,9 +31,14 @@ class Options:
     optimizer: str = "lbfgs"
     learning_rate: float = None       # Adam only; 10.0 when left out (pixel units, 0..255)
     # alpha : beta : gamma = 50 : 1 : 0.1 shows both the photo and the painting at 128-512 px
-    # (tuned by eye on Tuebingen / Starry Night; the losses' normalisations keep it size-free).
+    # (tuned by eye on Tuebingen / Starry Night; the losses' normalisations keep the terms from
+    # growing with the pixel count, but VGG sees the same picture differently at other sizes).
     content_weight: float = 5.0
     style_weight: float = 0.1
+    # L_tv was sum d^2 / (N H W); it is now (S/512)^2 * sum d^2 / (N H W), S the longest side, so
+    # a resampled picture costs the same at any size. At the default 512 px the factor is
+    # (512/512)^2 = 1, so new 0.01 * 1 = old 0.01: the default smoothing is unchanged at 512 px
+    # (and 4x the old at 1024 px, 1/4 of it at 256 px, where the old fell as 1/S^2).
     tv_weight: float = 0.01
     content_layers: list = field(default_factory=lambda: ["relu4_2"])
     style_layers: list = field(
@@ -206,7 +211,8 @@ def build_parser():
 
 
 def _add_loss_options(p, d):
-    for name, what in (("content", "alpha"), ("style", "beta"), ("tv", "gamma, smoothing")):
+    for name, what in (("content", "alpha"), ("style", "beta"),
+                       ("tv", "gamma, smoothing; a picture costs the same at any --size")):
         p.add_argument(f"--{name}-weight", type=float, default=getattr(d, f"{name}_weight"),
                        metavar="W", help=f"{what} (%(default)s)")
     for name in ("content", "style"):
