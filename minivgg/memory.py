@@ -2,7 +2,7 @@
 
 plan.py builds its IterationPlan from these functions; they are pure arithmetic on shapes. They
 rely on NumPy and on autograd/conv.py's and winograd.py's own rules (which algorithm a conv
-runs, ``conv.chunks`` and ``winograd.buffer_elements`` for how large its buffers are) rather
+runs, ``conv.chunks`` and ``winograd.band_shapes`` for how large its buffers are) rather
 than copies of them, so the model follows the engine when the engine changes.
 
 Notation: N images, C input channels, H x W input size, O output channels, KH x KW kernel,
@@ -27,7 +27,7 @@ bench/bench_iteration.py prints both side by side.
 """
 import numpy as np
 
-from miniautograd import conv, winograd
+from miniautograd import backend, conv, conv_fast, winograd
 
 
 # -- one layer's buffers ---------------------------------------------------------------------------
@@ -49,7 +49,7 @@ def conv_memory(n, c, h, w, o, kh, kw, *, device="cpu", itemsize=4):
     :func:`_im2col_memory`'s. device: "cpu" or "gpu", where the buffers' chunks differ in size.
     """
     pad = (kh // 2, kh // 2, kw // 2, kw // 2)
-    algorithm = conv.choose_algorithm("auto", (o, c, kh, kw), (1, 1), pad)
+    algorithm = conv_fast.choose_algorithm("auto", (o, c, kh, kw), (1, 1), pad)
     if algorithm == "winograd":
         memory = _winograd_memory(n, c, h, w, o, device=device, itemsize=itemsize)
     else:
@@ -59,11 +59,12 @@ def conv_memory(n, c, h, w, o, kh, kw, *, device="cpu", itemsize=4):
 
 def _winograd_memory(n, c, h, w, o, *, device, itemsize):
     """Winograd (3x3, C and O >= 128): forward holds y and the band buffers
-    (winograd.buffer_elements of (C, O)), backward gx and those of (O, C) (gy's flip is a view);
+    (winograd.band_shapes of (C, O)), backward gx and those of (O, C) (gy's flip is a view);
     an odd size adds the uncropped (N, O, 2*ceil(OH/2), 2*ceil(OW/2)) array."""
-    chunk = winograd.CHUNK_GPU if device == "gpu" else winograd.CHUNK_CPU
+    chunk = backend.CHUNK_ELEMENTS[device]
     uncropped = 0 if h % 2 == 0 and w % 2 == 0 else n * (h + h % 2) * (w + w % 2) * itemsize
-    bands = [winograd.buffer_elements(a, b, h, w, chunk=chunk) * itemsize
+    bands = [sum(int(np.prod(s)) for s in winograd.band_shapes(a, b, h, w, chunk).values())
+             * itemsize
              for a, b in ((c, o), (o, c))]
     return dict(buffer_bytes=bands[0], forward_bytes=bands[0] + o * uncropped,
                 backward_bytes=bands[1] + c * uncropped, grad_bytes=n * c * h * w * itemsize,
@@ -79,9 +80,9 @@ def _im2col_memory(n, c, h, w, o, kh, kw, *, device, itemsize):
     def padded(channels):
         return n * channels * (h + 2 * pad[0]) * (w + 2 * pad[2]) * itemsize
 
-    chunk = conv.CHUNK_GPU if device == "gpu" else conv.CHUNK_CPU
+    chunk = backend.CHUNK_ELEMENTS[device]
     col = col_bytes(n, c, h, w, kh, kw, chunk=chunk, itemsize=itemsize)
-    if conv.as_conv_applies((o, c, kh, kw), (1, 1), pad):
+    if conv_fast.as_conv_applies((o, c, kh, kw), (1, 1), pad):
         backward = padded(o) + col_bytes(n, o, h, w, kh, kw, chunk=chunk, itemsize=itemsize)
         backward, grad = backward + o * c * kh * kw * itemsize, n * c * h * w * itemsize
     else:
