@@ -18,7 +18,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-NOT_OURS = {"winograd.md"}          # written to its own conventions: links checked, snippets not
 LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]+)\)")
 
 
@@ -60,7 +59,7 @@ def run_snippets(page):
 
 
 def our_pages():
-    return sorted(p for p in DOCS.glob("*.md") if p.name not in NOT_OURS)
+    return sorted(DOCS.glob("*.md"))
 
 
 @pytest.mark.parametrize("page", our_pages(), ids=lambda p: p.name)
