@@ -36,8 +36,6 @@ This file is the reference, complete on its own (``conv2d_im2col``). The ``conv2
 call is conv_fast.py's, read after winograd.py: it chooses per layer between this and Winograd,
 and for stride 1 computes the input gradient as a convolution of gy rather than by col2im.
 """
-import numpy as np
-
 from .backend import default_chunk, get_array_module
 from .im2col import as_pad, as_pair, col2im, im2col, output_size, pad_input, unpad
 from .tensor import Function
