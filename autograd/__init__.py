@@ -3,7 +3,9 @@
 Installed from the folder ``autograd/`` under the name ``miniautograd`` (``autograd`` is the HIPS
 package's name on PyPI). Import it as ``import miniautograd as ag``.
 
-Reading order (the README's "Reading the source"; each file opens with what it teaches):
+Reading order: README.md's "Reading the source" is the source of it; this list repeats the
+engine's part for readers of the installed package (tests/test_docs.py checks that they agree).
+Each file opens with what it teaches.
   1. tensor.py     - Tensor, Function, and backpropagation over the graph with a heap on generation
   2. activation.py - relu, one whole op: forward, backward, and only a boolean mask kept for it
   3. arith.py      - + - * / ** sum mean reshape transpose @, and broadcasting undone in backward
@@ -11,11 +13,12 @@ Reading order (the README's "Reading the source"; each file opens with what it t
                      (python -m miniautograd.gradcheck checks every op)
   5. backend.py    - how one code base runs on NumPy and CuPy: the device follows the data
   6. im2col.py     - sliding windows as strided-slice copies, and col2im, their adjoint
-  7. conv.py       - convolution as a matrix product and its two backward passes
+  7. conv.py       - convolution as a matrix product and its backward passes: the reference
   8. winograd.py   - the same 3x3 convolution with 2.25x fewer multiplications
-  9. pooling.py    - average and max pooling, looped over the window offsets
- 10. gram.py       - the Gram matrix G = F F^T of style transfer, backward (gG + gG^T) F
- 11. reductions.py - sum_squared_error and total_variation: one hand-derived node per loss
+  9. conv_fast.py  - conv2d as called: im2col or Winograd per layer, gx as a convolution of gy
+ 10. pooling.py    - average and max pooling, looped over the window offsets
+ 11. gram.py       - the Gram matrix G = F F^T of style transfer, backward (gG + gG^T) F
+ 12. reductions.py - sum_squared_error and total_variation: one hand-derived node per loss
 The derivations are in docs/ (one page per topic) and in each backward's docstring.
 """
 if __name__ != "miniautograd":
@@ -28,7 +31,8 @@ from .backend import get_array_module, gpu_available, require_gpu, to_cpu, to_gp
 from .tensor import Function, Tensor, as_tensor  # noqa: E402
 from .arith import (add, div, matmul, mean, mul, neg, power, reshape, sub,  # noqa: E402
                     sum, sum_to, transpose)
-from .conv import conv2d  # noqa: E402
+from .conv_fast import conv2d  # noqa: E402
+from .winograd import TransformedKernels  # noqa: E402
 from .pooling import avg_pool2d, max_pool2d  # noqa: E402
 from .activation import relu  # noqa: E402
 from .gram import gram  # noqa: E402

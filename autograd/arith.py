@@ -44,7 +44,9 @@ class Add(_Elementwise):
         return a + b
 
     def backward(self, gy):
-        return sum_to(gy, self.shapes[0]), sum_to(gy, self.shapes[1])
+        ga = sum_to(gy, self.shapes[0]) if self.needs_grad[0] else None
+        gb = sum_to(gy, self.shapes[1]) if self.needs_grad[1] else None
+        return ga, gb
 
 
 class Sub(_Elementwise):
@@ -55,17 +57,19 @@ class Sub(_Elementwise):
         return a - b
 
     def backward(self, gy):
+        ga = sum_to(gy, self.shapes[0]) if self.needs_grad[0] else None
         gb = sum_to(-gy, self.shapes[1]) if self.needs_grad[1] else None
-        return sum_to(gy, self.shapes[0]), gb
+        return ga, gb
 
 
 class Mul(_Elementwise):
-    """y = a * b.  da = gy * b, db = gy * a."""
+    """y = a * b.  da = gy * b, db = gy * a.  Kept: b if a needs a gradient, a if b does."""
 
     def forward(self, a, b):
         self.check_shapes(a, b)
         if self.recording:
-            self.a, self.b = a, b
+            self.b = b if self.needs_grad[0] else None
+            self.a = a if self.needs_grad[1] else None
         return a * b
 
     def backward(self, gy):
@@ -75,13 +79,13 @@ class Mul(_Elementwise):
 
 
 class Div(_Elementwise):
-    """y = a / b.  da = gy / b, db = -gy * a / b^2 = -gy * y / b."""
+    """y = a / b.  da = gy / b, db = -gy * a / b^2 = -gy * y / b.  Kept: b; y if b needs one."""
 
     def forward(self, a, b):
         self.check_shapes(a, b)
         y = a / b
         if self.recording:
-            self.b, self.y = b, y
+            self.b, self.y = b, y if self.needs_grad[1] else None
         return y
 
     def backward(self, gy):
@@ -198,6 +202,7 @@ class MatMul(Function):
     """y = a @ b for a (..., n, k) and b (..., k, m), giving (..., n, m).
 
     da = gy @ b^T  (n, m) @ (m, k);  db = a^T @ gy  (k, n) @ (n, m); batch axes summed back.
+    Kept: b (and a's shape) if a needs a gradient, a (and b's shape) if b does.
     1-D operands are not supported: reshape them to a row or a column first.
     """
 
@@ -211,15 +216,17 @@ class MatMul(Function):
             raise ValueError(f"matmul: the batch axes of shapes {a.shape} and {b.shape} cannot be "
                              "broadcast together") from None
         if self.recording:
-            self.a, self.b = a, b
+            self.shapes = (a.shape, b.shape)
+            self.b = b if self.needs_grad[0] else None
+            self.a = a if self.needs_grad[1] else None
         return a @ b
 
     def backward(self, gy):
         ga = gb = None
         if self.needs_grad[0]:
-            ga = sum_to(gy @ self.b.swapaxes(-1, -2), self.a.shape)
+            ga = sum_to(gy @ self.b.swapaxes(-1, -2), self.shapes[0])
         if self.needs_grad[1]:
-            gb = sum_to(self.a.swapaxes(-1, -2) @ gy, self.b.shape)
+            gb = sum_to(self.a.swapaxes(-1, -2) @ gy, self.shapes[1])
         return ga, gb
 
 

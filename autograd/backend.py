@@ -4,8 +4,14 @@ Every op starts with ``xp = get_array_module(x)`` and then calls ``xp.something`
 runs on NumPy arrays (CPU) and CuPy arrays (GPU). This is the only module that imports CuPy, and it
 does so lazily: importing miniautograd never needs CuPy or a GPU. Nothing here chooses the GPU on
 its own; the caller asks for it (``to_gpu``, ``--device gpu``).
+
+Also here, because it depends on the device and on nothing else: how large the working buffers
+of the convolutions may grow (``default_chunk``; conv.py's docstring says why these sizes).
 """
 import numpy as np
+
+CHUNK_ELEMENTS = {"cpu": 1 << 22,    # the most elements of one working buffer (a col chunk, a
+                  "gpu": 1 << 25}    # Winograd band): 16 MB and 128 MB in float32
 
 _cupy = None          # the cupy module once imported successfully
 _cupy_error = None    # why it could not be used, as a sentence for the user
@@ -78,3 +84,8 @@ def synchronize(xp):
     """Wait for queued GPU work (a no-op on NumPy); call before reading a timer."""
     if xp is not np:
         xp.cuda.Stream.null.synchronize()
+
+
+def default_chunk(xp):
+    """CHUNK_ELEMENTS for arrays of module xp: the work-buffer size when the caller gives none."""
+    return CHUNK_ELEMENTS["cpu" if xp is np else "gpu"]

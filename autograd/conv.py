@@ -1,4 +1,4 @@
-"""Convolution as a matrix product (im2col), and its two backward passes.
+"""Convolution as a matrix product (im2col), and its backward passes: the reference.
 
 Read im2col.py first: it defines the notation (N, C, H, W, O, KH, KW, OH, OW, stride (sh, sw), pad
 (pt, pb, pl, pr)) and ``col``; here CKK = C*KH*KW, the size of one window. For x (N, C, H, W),
@@ -15,43 +15,30 @@ matrix product per image:
 The product comes out in NCHW order, so no transposes are needed anywhere (a channels-last layout
 would need one on the way in and one on the way out, the public API being NCHW).
 
-Backward, with gy = dL/dy (derivations on the functions below):
-    input:   gcol[n] = Wm^T @ gy[n], then gx = col2im(gcol) without the padding (the reference);
-             for stride 1 and O <= C, the same gx as an im2col convolution of gy with the
-             flipped kernel (grad_input_as_conv), which skips col2im's additions
+Backward, with gy = dL/dy (derivations on the functions below and in docs/convolution.md):
+    input:   gcol[n] = Wm^T @ gy[n], then gx = col2im(gcol) without the padding
     weight:  gWm = sum_n gy[n] @ col[n]^T          (skipped when W is frozen)
     bias:    gb[o] = sum over n, oh, ow of gy[n, o, oh, ow]
 
-Memory. col is C*KH*KW/(sh*sw) times larger than x: for VGG-19's conv1_2 at 512 px it would be
-~600 MB. So the work goes in chunks (groups of images, or bands of output rows of one image) whose
-col has at most ``chunk`` elements, in one reused buffer. On the CPU a chunk of 16 MB (float32)
+Memory. col has KH*KW/(sh*sw) times as many entries as x (C*KH*KW*OH*OW against C*H*W): 9 for a
+3x3 stride-1 layer, ~600 MB for VGG-19's conv1_2 at 512 px. So the work goes in chunks (groups
+of images, or bands of output rows of one image) whose col has at most ``chunk`` elements, in
+one reused buffer (default: backend.default_chunk). On the CPU a chunk of 16 MB (float32)
 mostly stays in the shared cache between im2col writing it and the matrix product reading it,
 and keeps the products few: each one wakes the BLAS library's threads, which costs dearly when
 other programs share the cores (many small products ran up to 10x slower on a busy 2-core
 machine). On the GPU larger chunks (128 MB) keep the device busy with few, large products.
-And col is never kept for backward: Conv2d keeps W for the input gradient and x for the weight
-gradient, and recomputes col when the weight gradient is asked for.
+col is never kept for backward: Conv2d keeps W for the input gradient and x for the weight
+gradient, and recomputes col when the weight gradient is asked for. Each op's ``*_buffers``
+function gives the sizes of the arrays it allocates, and the op sizes its buffers with it.
 
-Algorithms. ``conv2d(..., algorithm=...)``: "im2col" (this file), "winograd" (winograd.py:
-F(2x2, 3x3) for 3x3 stride-1 convolutions, 2.25x fewer multiplications, forward and input
-gradient) or "auto", which picks per layer by the rule of ``choose_algorithm``.
+This file is the reference, complete on its own (``conv2d_im2col``). The ``conv2d`` that users
+call is conv_fast.py's, read after winograd.py: it chooses per layer between this and Winograd,
+and for stride 1 computes the input gradient as a convolution of gy rather than by col2im.
 """
-import numpy as np
-
-from .backend import get_array_module
+from .backend import default_chunk, get_array_module
 from .im2col import as_pad, as_pair, col2im, im2col, output_size, pad_input, unpad
-from .tensor import Function, Tensor
-from .winograd import TransformedKernels, supports, winograd_conv, winograd_grad_input
-
-CHUNK_CPU = 1 << 22   # the most elements of a col buffer on the CPU: 16 MB in float32
-CHUNK_GPU = 1 << 25   # and on the GPU: 128 MB in float32
-ALGORITHMS = ("auto", "im2col", "winograd")
-WINOGRAD_MIN_CHANNELS = 128   # "auto" takes Winograd when C and O are both at least this
-
-
-def default_chunk(xp):
-    """The col buffer size (elements) for arrays of module xp, when the caller gives none."""
-    return CHUNK_CPU if xp is np else CHUNK_GPU
+from .tensor import Function
 
 
 def conv2d_shapes(x_shape, W_shape, b_shape, stride, pad):
@@ -72,6 +59,7 @@ def chunks(N, OH, row_elements, chunk):
 
     ``row_elements`` = CKK*OW, the col entries of one output row of one image. Whole images are
     grouped when one fits; otherwise one image at a time, in bands of output rows (at least one).
+    The first chunk is the largest.
     """
     image_elements = row_elements * OH
     if image_elements <= chunk:
@@ -90,18 +78,58 @@ def input_rows(rows, KH, sh):
     return slice(sh * rows.start, sh * (rows.stop - 1) + KH)
 
 
-def _buffer(xp, plan, row_elements, dtype):
-    """One flat buffer big enough for the largest chunk of ``plan``."""
-    largest = max((im.stop - im.start) * (r.stop - r.start) for im, r in plan)
-    return xp.empty(largest * row_elements, dtype=dtype)
+# -- what each op allocates ------------------------------------------------------------------------
+def _geometry(x_shape, W_shape, stride, pad):
+    """(N, C, Hp, Wp, O, CKK, OH, OW) of a convolution, its arguments parsed and checked."""
+    stride, pad = as_pair(stride, op="conv2d", name="stride"), as_pad(pad, op="conv2d")
+    OH, OW = conv2d_shapes(x_shape, W_shape, None, stride, pad)
+    (N, C, H, Wd), (O, _, KH, KW), (pt, pb, pl, pr) = x_shape, W_shape, pad
+    return N, C, H + pt + pb, Wd + pl + pr, O, C * KH * KW, OH, OW
 
 
-def _cols(xpad, KH, KW, stride, OH, OW, chunk):
-    """Yield (images, rows, colm): each chunk's col as matrices (n, CKK, r*OW), in one buffer."""
+def col_elements(N, OH, row_elements, chunk):
+    """Elements of the one reused col buffer: the first (largest) chunk of ``chunks``."""
+    images, rows = next(chunks(N, OH, row_elements, chunk))
+    return (images.stop - images.start) * (rows.stop - rows.start) * row_elements
+
+
+def conv2d_forward_buffers(x_shape, W_shape, stride, pad, *, chunk):
+    """{name: elements} of the arrays conv2d_forward allocates, all alive at its peak.
+
+    y (N, O, OH, OW), the result; xpad (N, C, Hp, Wp), 0 when pad is 0 (pad_input returns x);
+    col, the reused col buffer. In the dtype of x and W (a cast copy of x if they differ: not
+    counted).
+    """
+    N, C, Hp, Wp, O, CKK, OH, OW = _geometry(x_shape, W_shape, stride, pad)
+    padded = N * C * Hp * Wp if any(as_pad(pad, op="conv2d")) else 0
+    return dict(y=N * O * OH * OW, xpad=padded, col=col_elements(N, OH, CKK * OW, chunk))
+
+
+def conv2d_grad_input_buffers(x_shape, W_shape, stride, pad, *, chunk):
+    """{name: elements} of the arrays conv2d_grad_input allocates, all alive at its peak.
+
+    gxpad (N, C, Hp, Wp), of which the result gx is a view (no more); gcol, the reused buffer.
+    """
+    N, C, Hp, Wp, O, CKK, OH, OW = _geometry(x_shape, W_shape, stride, pad)
+    return dict(gxpad=N * C * Hp * Wp, gcol=col_elements(N, OH, CKK * OW, chunk))
+
+
+def conv2d_grad_weight_buffers(x_shape, W_shape, stride, pad, *, chunk):
+    """{name: elements} of the arrays conv2d_grad_weight allocates, all alive at its peak.
+
+    gW (O, CKK), the result; xpad and col as in the forward; product (O, CKK), one image's
+    gy[n] @ col[n]^T before it is added to gW.
+    """
+    N, C, Hp, Wp, O, CKK, OH, OW = _geometry(x_shape, W_shape, stride, pad)
+    forward = conv2d_forward_buffers(x_shape, W_shape, stride, pad, chunk=chunk)
+    return dict(gW=O * CKK, xpad=forward["xpad"], col=forward["col"], product=O * CKK)
+
+
+# -- the ops ---------------------------------------------------------------------------------------
+def _cols(xpad, KH, KW, stride, OH, OW, chunk, buf):
+    """Yield (images, rows, colm): each chunk's col as matrices (n, CKK, r*OW), in ``buf``."""
     N, CKK = xpad.shape[0], xpad.shape[1] * KH * KW
-    plan = list(chunks(N, OH, CKK * OW, chunk))
-    buf = _buffer(get_array_module(xpad), plan, CKK * OW, xpad.dtype)
-    for images, rows in plan:
+    for images, rows in chunks(N, OH, CKK * OW, chunk):
         col = im2col(xpad[images, :, input_rows(rows, KH, stride[0])], KH, KW,
                      stride=stride, out=buf)                           # (n, C, KH, KW, r, OW)
         n, r = col.shape[0], col.shape[4]
@@ -119,11 +147,14 @@ def conv2d_forward(x, W, b, stride, pad, *, chunk=None):
     OH, OW = conv2d_shapes(x.shape, W.shape, None if b is None else b.shape, stride, pad)
     xp = get_array_module(x, W, b)
     dtype = xp.result_type(x, W)
+    chunk = chunk or default_chunk(xp)
+    sizes = conv2d_forward_buffers(x.shape, W.shape, stride, pad, chunk=chunk)
     N, (O, C, KH, KW) = x.shape[0], W.shape
     Wm = W.astype(dtype, copy=False).reshape(O, C * KH * KW)   # (O, C, KH, KW) -> (O, CKK)
     y = xp.empty((N, O, OH, OW), dtype=dtype)
     xpad = pad_input(x.astype(dtype, copy=False), pad)
-    for images, rows, colm in _cols(xpad, KH, KW, stride, OH, OW, chunk or default_chunk(xp)):
+    buf = xp.empty(sizes["col"], dtype=dtype)
+    for images, rows, colm in _cols(xpad, KH, KW, stride, OH, OW, chunk, buf):
         n, r = colm.shape[0], rows.stop - rows.start
         ym = y[images, :, rows].reshape(n, O, r * OW)   # a view: (n, O, r, OW) -> (n, O, r*OW)
         xp.matmul(Wm, colm, out=ym)                 # (O, CKK) @ (n, CKK, r*OW) -> (n, O, r*OW)
@@ -143,13 +174,14 @@ def conv2d_grad_input(gy, W, x_shape, stride, pad, *, chunk=None):
     stride, pad = as_pair(stride, op="conv2d", name="stride"), as_pad(pad, op="conv2d")
     OH, OW = conv2d_shapes(x_shape, W.shape, None, stride, pad)
     xp = get_array_module(gy, W)
+    chunk = chunk or default_chunk(xp)
+    sizes = conv2d_grad_input_buffers(x_shape, W.shape, stride, pad, chunk=chunk)
     (N, C, H, Wd), (O, _, KH, KW), (pt, pb, pl, pr) = x_shape, W.shape, pad
     CKK = C * KH * KW
     gxpad = xp.zeros((N, C, H + pt + pb, Wd + pl + pr), dtype=xp.result_type(gy, W))
     WmT = W.reshape(O, CKK).T                                  # (O, C, KH, KW) -> (CKK, O)
-    plan = list(chunks(N, OH, CKK * OW, chunk or default_chunk(xp)))
-    buf = _buffer(xp, plan, CKK * OW, gxpad.dtype)
-    for images, rows in plan:
+    buf = xp.empty(sizes["gcol"], dtype=gxpad.dtype)
+    for images, rows in chunks(N, OH, CKK * OW, chunk):
         n, r = images.stop - images.start, rows.stop - rows.start
         gym = gy[images, :, rows].reshape(n, O, r * OW)  # (n, O, r, OW) -> (n, O, r*OW)
         gcol = buf[:n * CKK * r * OW].reshape(n, CKK, r * OW)  # flat -> (n, CKK, r*OW)
@@ -170,10 +202,13 @@ def conv2d_grad_weight(gy, x, W_shape, stride, pad, *, chunk=None):
     OH, OW = conv2d_shapes(x.shape, W_shape, None, stride, pad)
     xp = get_array_module(gy, x)
     dtype = xp.result_type(gy, x)
+    chunk = chunk or default_chunk(xp)
+    sizes = conv2d_grad_weight_buffers(x.shape, W_shape, stride, pad, chunk=chunk)
     O, C, KH, KW = W_shape
     gWm = xp.zeros((O, C * KH * KW), dtype=dtype)
     xpad = pad_input(x.astype(dtype, copy=False), pad)
-    for images, rows, colm in _cols(xpad, KH, KW, stride, OH, OW, chunk or default_chunk(xp)):
+    buf = xp.empty(sizes["col"], dtype=dtype)
+    for images, rows, colm in _cols(xpad, KH, KW, stride, OH, OW, chunk, buf):
         n, r = colm.shape[0], rows.stop - rows.start
         gym = gy[images, :, rows].reshape(n, O, r * OW)  # (n, O, r, OW) -> (n, O, r*OW)
         for k in range(n):
@@ -186,95 +221,32 @@ def conv2d_grad_bias(gy):
     return gy.sum(axis=(0, 2, 3))
 
 
-def choose_algorithm(algorithm, W_shape, stride, pad):
-    """"im2col" or "winograd" for this convolution; ``algorithm`` is one of ALGORITHMS.
-
-    The rule for "auto", measured on a 2-core CPU against PyTorch (docs/winograd.md): Winograd
-    F(2x2, 3x3) where it applies (3x3, stride 1, pads <= 2) and both C and O are at least
-    WINOGRAD_MIN_CHANNELS; there its 2.25x fewer multiplications outweigh the transforms, which
-    cost O(C + O) per tile. Below that (VGG's 64-channel layers) im2col is faster.
-    """
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"conv2d: algorithm must be one of {', '.join(ALGORITHMS)}; "
-                         f"got {algorithm!r}")
-    fits = supports(W_shape, stride, pad)
-    if algorithm == "winograd" and not fits:
-        raise ValueError(f"conv2d: algorithm='winograd' needs a 3x3 kernel, stride 1 and pads "
-                         f"<= 2; got W {tuple(W_shape)}, stride {stride}, pad {pad}")
-    if algorithm == "auto":
-        big = min(W_shape[0], W_shape[1]) >= WINOGRAD_MIN_CHANNELS
-        return "winograd" if fits and big else "im2col"
-    return algorithm
-
-
-def flipped_kernel(W):
-    """Wg (C, O, KH, KW), Wg[c, o, i, j] = W[o, c, KH-1-i, KW-1-j]: the input gradient's kernel."""
-    return W.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]   # (O, C, KH, KW) -> (C, O, KH, KW)
-
-
-def grad_input_as_conv(gy, W, pad, *, chunk=None):
-    """gx for stride 1, as a convolution of gy with the flipped kernel: im2col, no col2im.
-
-    Derivation. y[oh] = sum_i W[i] xpad[oh + i] (one spatial axis shown, channels as matrices),
-    so gxpad[h] = sum_i W[i]^T gy[h - i]; with i' = KH-1-i that is a cross-correlation of gy,
-    padded by KH-1 on each side, with Wg (flipped_kernel). Removing xpad's pad rows, gy needs
-    KH-1-pt rows on top, KH-1-pb at the bottom (the same for columns). Needs every pad <= K-1.
-    """
-    O, C, KH, KW = W.shape
-    pt, pb, pl, pr = pad
-    gpad = (KH - 1 - pt, KH - 1 - pb, KW - 1 - pl, KW - 1 - pr)
-    Wg = get_array_module(W).ascontiguousarray(flipped_kernel(W))
-    return conv2d_forward(gy, Wg, None, 1, gpad, chunk=chunk)
-
-
-def as_conv_applies(W_shape, stride, pad):
-    """grad_input_as_conv is used for stride 1, pads <= K-1, and O <= C.
-
-    Its im2col copies O*KH*KW rows where col2im adds back C*KH*KW: with O > C (conv1_1's 3 -> 64)
-    col2im is cheaper; with O <= C the copy wins over col2im's read-modify-write passes.
-    """
-    O, C, KH, KW = W_shape
-    pt, pb, pl, pr = pad
-    return (tuple(stride) == (1, 1) and O <= C and max(pt, pb) <= KH - 1
-            and max(pl, pr) <= KW - 1)
-
-
 class Conv2d(Function):
-    """y = conv2d(x, W[, b]) (see conv2d). Inputs (x, W) or (x, W, b).
+    """y = conv2d_im2col(x, W[, b]): the reference op. Inputs (x, W) or (x, W, b).
 
-    Kept for backward: W when x needs a gradient (and, for Winograd, W's transformed kernels),
-    x when W does; never the im2col matrix. Each gradient is computed only when its input needs
-    it: a frozen W costs no weight-gradient work.
+    Kept for backward: W when x needs a gradient, x when W does (``keep_for_backward``); never
+    the im2col matrix. Each gradient is computed only when its input needs it: a frozen W costs
+    no weight-gradient work. conv_fast.FastConv2d replaces ``forward`` and ``grad_input``.
     """
 
-    def __init__(self, *, stride=1, pad=0, algorithm="auto", kernels=None):
+    def __init__(self, *, stride=1, pad=0):
         self.stride = as_pair(stride, op="conv2d", name="stride")
         self.pad = as_pad(pad, op="conv2d")
-        self.algorithm = algorithm
-        self.kernels = kernels        # winograd.TransformedKernels of W, or None: made when used
 
     def forward(self, x, W, b=None):
-        conv2d_shapes(x.shape, W.shape, None if b is None else b.shape, self.stride, self.pad)
-        self.chosen = choose_algorithm(self.algorithm, W.shape, self.stride, self.pad)
-        if self.chosen == "winograd":
-            self.kernels = self.kernels or TransformedKernels(W)
-            U = self.kernels.transformed(get_array_module(x).result_type(x, W))
-            y = winograd_conv(x, U, self.pad, b)
-        else:
-            y = conv2d_forward(x, W, b, self.stride, self.pad)
+        y = conv2d_forward(x, W, b, self.stride, self.pad)
+        self.keep_for_backward(x, W)
+        return y
+
+    def keep_for_backward(self, x, W):
+        """Keep the shapes, W if x needs a gradient (for gx), x if W needs one (for gW)."""
         if self.recording:
             self.x_shape, self.W_shape = x.shape, W.shape
             self.W = W if self.needs_grad[0] else None
             self.x = x if self.needs_grad[1] else None
-        return y
 
     def grad_input(self, gy):
-        """gx by the algorithm of the forward: Winograd, im2col of gy, or col2im (the reference)."""
-        if self.chosen == "winograd":
-            U = self.kernels.transformed(get_array_module(gy).result_type(gy, self.W))
-            return winograd_grad_input(gy, U, self.pad)
-        if as_conv_applies(self.W_shape, self.stride, self.pad):
-            return grad_input_as_conv(gy, self.W, self.pad)
+        """gx by col2im (conv2d_grad_input)."""
         return conv2d_grad_input(gy, self.W, self.x_shape, self.stride, self.pad)
 
     def backward(self, gy):
@@ -288,15 +260,11 @@ class Conv2d(Function):
         return gx, gW, conv2d_grad_bias(gy) if self.needs_grad[2] else None
 
 
-def conv2d(x, W, b=None, *, stride=1, pad=0, algorithm="auto"):
-    """2-D convolution (cross-correlation) of x (N, C, H, W) with W (O, C, KH, KW), plus b (O,).
+def conv2d_im2col(x, W, b=None, *, stride=1, pad=0):
+    """conv2d by the reference path only: im2col forward, col2im input gradient.
 
-    Returns (N, O, OH, OW), OH = 1 + (H + pt + pb - KH) // sh, OW = 1 + (W + pl + pr - KW) // sw.
-    ``stride``: int or (sh, sw). ``pad``: int, (ph, pw) or (top, bottom, left, right), zeros.
-    ``algorithm``: "im2col", "winograd" (3x3, stride 1, pads <= 2) or "auto" (choose_algorithm).
-    A frozen W Tensor (requires_grad=False) keeps its Winograd transforms, made once (see
-    winograd.TransformedKernels.of).
+    x (N, C, H, W), W (O, C, KH, KW), b (O,) -> (N, O, OH, OW); ``stride`` and ``pad`` as in
+    conv_fast.conv2d, which users call (it gives the same results, faster).
     """
-    kernels = TransformedKernels.of(W) if isinstance(W, Tensor) else None
-    f = Conv2d(stride=stride, pad=pad, algorithm=algorithm, kernels=kernels)
+    f = Conv2d(stride=stride, pad=pad)
     return f(x, W) if b is None else f(x, W, b)

@@ -14,6 +14,9 @@ so that each window holds at least one real pixel.
 Neither pool builds the im2col matrix: for a fixed offset (i, j), the (oh, ow) entries of all
 windows form one strided slice of xpad (``window_slices``), so each op is a loop of KH*KW array
 operations. The stride defaults to the kernel size (non-overlapping windows), as in PyTorch.
+
+Memory. Each op's ``*_buffers`` function gives the elements of every array it allocates (for
+a memory model; tests check them against what the op allocates).
 """
 import numpy as np
 
@@ -28,6 +31,42 @@ def pool_args(x_shape, kernel, stride, pad, *, op):
     stride = kernel if stride is None else as_pair(stride, op=op, name="stride")
     pad = as_pad(pad, op=op)
     return kernel, stride, pad, output_size(x_shape, kernel, stride, pad, op=op)
+
+
+def _sizes(x_shape, kernel, stride, pad, *, op):
+    """(inputs N*C*H*W, padded N*C*Hp*Wp or 0 without padding, outputs N*C*OH*OW)."""
+    (KH, KW), stride, (pt, pb, pl, pr), (OH, OW) = pool_args(x_shape, kernel, stride, pad, op=op)
+    N, C, H, W = x_shape
+    padded = N * C * (H + pt + pb) * (W + pl + pr)
+    return N * C * H * W, padded if any((pt, pb, pl, pr)) else 0, N * C * OH * OW
+
+
+def avg_pool2d_forward_buffers(x_shape, kernel, stride, pad):
+    """{name: elements} of what avg_pool2d_forward allocates: y and xpad (0 without padding)."""
+    _, padded, outputs = _sizes(x_shape, kernel, stride, pad, op="avg_pool2d")
+    return dict(y=outputs, xpad=padded)
+
+
+def avg_pool2d_grad_input_buffers(x_shape, kernel, stride, pad):
+    """{name: elements} of what avg_pool2d_grad_input allocates: gxpad (gx is a view of it) and
+    share, gy / (KH*KW)."""
+    inputs, padded, outputs = _sizes(x_shape, kernel, stride, pad, op="avg_pool2d")
+    return dict(gxpad=padded or inputs, share=outputs)
+
+
+def max_pool2d_forward_buffers(x_shape, kernel, stride, pad):
+    """{name: elements} of what max_pool2d_forward allocates: y, xpad (0 without padding),
+    argmax (np.min_scalar_type(KH*KW - 1): one byte up to 16x16 windows) and larger (two boolean
+    comparisons alive at once, one byte each)."""
+    _, padded, outputs = _sizes(x_shape, kernel, stride, pad, op="max_pool2d")
+    return dict(y=outputs, xpad=padded, argmax=outputs, larger=2 * outputs)
+
+
+def max_pool2d_grad_input_buffers(x_shape, kernel, stride, pad):
+    """{name: elements} of what max_pool2d_grad_input allocates: gxpad (gx is a view of it),
+    routed (gy where argmax picks one offset) and mask (its boolean, one byte each)."""
+    inputs, padded, outputs = _sizes(x_shape, kernel, stride, pad, op="max_pool2d")
+    return dict(gxpad=padded or inputs, routed=outputs, mask=outputs)
 
 
 def avg_pool2d_forward(x, kernel, stride, pad):

@@ -168,72 +168,62 @@ class Tensor:
 
     # -- operators (the ops themselves live in arith.py) ----------------------------------
     def __add__(self, other):
-        from .arith import add
-        return add(self, other)
+        return _arith().add(self, other)
 
     def __radd__(self, other):
-        from .arith import add
-        return add(other, self)
+        return _arith().add(other, self)
 
     def __sub__(self, other):
-        from .arith import sub
-        return sub(self, other)
+        return _arith().sub(self, other)
 
     def __rsub__(self, other):
-        from .arith import sub
-        return sub(other, self)
+        return _arith().sub(other, self)
 
     def __mul__(self, other):
-        from .arith import mul
-        return mul(self, other)
+        return _arith().mul(self, other)
 
     def __rmul__(self, other):
-        from .arith import mul
-        return mul(other, self)
+        return _arith().mul(other, self)
 
     def __truediv__(self, other):
-        from .arith import div
-        return div(self, other)
+        return _arith().div(self, other)
 
     def __rtruediv__(self, other):
-        from .arith import div
-        return div(other, self)
+        return _arith().div(other, self)
 
     def __neg__(self):
-        from .arith import neg
-        return neg(self)
+        return _arith().neg(self)
 
     def __pow__(self, exponent):
-        from .arith import power
-        return power(self, exponent)
+        return _arith().power(self, exponent)
 
     def __matmul__(self, other):
-        from .arith import matmul
-        return matmul(self, other)
+        return _arith().matmul(self, other)
 
     def __rmatmul__(self, other):
-        from .arith import matmul
-        return matmul(other, self)
+        return _arith().matmul(other, self)
 
     def sum(self, axis=None, keepdims=False):
-        from .arith import sum as sum_
-        return sum_(self, axis=axis, keepdims=keepdims)
+        return _arith().sum(self, axis=axis, keepdims=keepdims)
 
     def mean(self, axis=None, keepdims=False):
-        from .arith import mean
-        return mean(self, axis=axis, keepdims=keepdims)
+        return _arith().mean(self, axis=axis, keepdims=keepdims)
 
     def reshape(self, *shape):
-        from .arith import reshape
-        return reshape(self, shape[0] if len(shape) == 1 else shape)
+        return _arith().reshape(self, shape[0] if len(shape) == 1 else shape)
 
     def transpose(self, *axes):
-        from .arith import transpose
-        return transpose(self, axes[0] if len(axes) == 1 else (axes or None))
+        return _arith().transpose(self, axes[0] if len(axes) == 1 else (axes or None))
 
     @property
     def T(self):
         return self.transpose()
+
+
+def _arith():
+    """The ops module: arith.py imports this file, so it is imported here, at first use."""
+    from . import arith
+    return arith
 
 
 def _accumulate(leaf, gx):

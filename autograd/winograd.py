@@ -2,45 +2,39 @@
 
 Read conv.py first (notation N, C, H, W, O, OH, OW, pad (pt, pb, pl, pr)); docs/winograd.md has
 the derivation. The output is cut into 2x2 tiles; tile (th, tw) needs the 4x4 patch d of the padded
-input starting at row 2*th, column 2*tw. For one channel pair (o, c) with kernel g (3x3),
+input starting at row 2*th, column 2*tw. For one channel pair (o, c) with 3x3 kernel w = W[o, c],
 
-    Y = A^T [ (G g G^T) * (B^T d B) ] A          (* elementwise on 4x4; Y is the 2x2 output tile)
+    Y = A^T [ (K w K^T) * (B^T d B) ] A          (* elementwise on 4x4; Y is the 2x2 output tile)
 
-with the constant matrices below. Summed over c, the 4x4 elementwise product becomes 16 matrix
-products, one per position (a, b) of the 4x4 grid, over all T tiles at once:
+with the constant matrices below (K transforms the kernel). Summed over c, the 4x4 elementwise
+product becomes 16 matrix products, one per position (a, b) of the 4x4 grid, over all T tiles:
 
-    U = G g G^T    kernel transform       W (O, C, 3, 3)   -> U (16, O, C), done once per kernel
+    U = K w K^T    kernel transform       W (O, C, 3, 3)   -> U (16, O, C), done once per kernel
     V = B^T d B    input transform        xpad             -> V (16, C, T)
-    M = U @ V      16 products            (16, O, C) @ (16, C, T) -> (16, O, T)
-    Y = A^T M A    output transform       M                -> y (O, 2*TH, 2*TW)
+    Z = U @ V      16 products            (16, O, C) @ (16, C, T) -> (16, O, T)
+    Y = A^T Z A    output transform       Z                -> y (O, 2*TH, 2*TW)
 
 Multiplications per 2x2 output tile and (o, c): 16 instead of 4 * 9 = 36, hence 2.25x fewer; the
 transforms are additions only (B, A hold 0 and +-1) and cost O(C + O) per tile, not O(C * O).
 
-Input gradient. For stride 1 the input gradient is itself a 3x3 convolution: of gy, padded by
-(2 - pt, 2 - pb, 2 - pl, 2 - pr), with the kernel flipped in both spatial axes and its channel
-axes swapped, Wg[c, o, i, j] = W[o, c, 2 - i, 2 - j]. So it runs through the same Winograd code.
+Input gradient. For stride 1 the input gradient is itself a 3x3 convolution, of gy with the kernel
+flipped and its channel axes swapped (derived in docs/convolution.md), so it runs through the same
+code (``winograd_grad_input``), on the same U.
 
-Memory. The work goes in bands of tile rows whose V and M together hold at most ``chunk``
-elements, in buffers reused from band to band; nothing grows with the image beyond x and y.
-The transforms are written with slicing only, so the same code runs on NumPy and CuPy.
+Memory. The work goes in bands of tile rows whose V and Z together hold at most ``chunk``
+elements (default: backend.default_chunk), in buffers reused from band to band (``band_shapes``);
+nothing grows with the image beyond x and y. The transforms are written with slicing only, so the
+same code runs on NumPy and CuPy. conv_fast.py decides where this file's code runs.
 """
 import numpy as np
 
-from .backend import get_array_module
+from .backend import default_chunk, get_array_module
 
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])   # (4, 4) input
-G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])       # (4, 3) kernel
+K = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])       # (4, 3) kernel
 AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]])                                  # (2, 4) output
 
-CHUNK_CPU = 1 << 22   # the most elements of V + M in one band on the CPU: 16 MB in float32,
-CHUNK_GPU = 1 << 26   # and on the GPU: 256 MB in float32;
-MIN_TILES = 256       # unless a band needs more to reach this many tiles (columns of M)
-
-
-def default_chunk(xp):
-    """The band size (elements of V + M) for arrays of module xp, when the caller gives none."""
-    return CHUNK_CPU if xp is np else CHUNK_GPU
+MIN_TILES = 256       # a band holds at least this many tiles (columns of Z), even past chunk
 
 
 def supports(W_shape, stride, pad):
@@ -49,11 +43,11 @@ def supports(W_shape, stride, pad):
 
 
 def transform_kernel(W, dtype):
-    """U = G g G^T for every (o, c): W (O, C, 3, 3) -> U (16, O, C), position a*4 + b first."""
+    """U = K w K^T for every (o, c): W (O, C, 3, 3) -> U (16, O, C), position a*4 + b first."""
     xp = get_array_module(W)
     O, C = W.shape[:2]
-    g = xp.asarray(G, dtype=dtype)
-    U = g @ W.astype(dtype, copy=False) @ g.T    # (4, 3) @ (O, C, 3, 3) @ (3, 4) -> (O, C, 4, 4)
+    k = xp.asarray(K, dtype=dtype)
+    U = k @ W.astype(dtype, copy=False) @ k.T    # (4, 3) @ (O, C, 3, 3) @ (3, 4) -> (O, C, 4, 4)
     return xp.ascontiguousarray(U.transpose(2, 3, 0, 1)).reshape(16, O, C)  # -> (16, O, C)
 
 
@@ -71,13 +65,13 @@ def _bt(d0, d1, d2, d3, out):
     xp.subtract(d1, d3, out=out[3])
 
 
-def _at(m0, m1, m2, m3, out0, out1):
-    """(out0, out1) = A^T [m0, m1, m2, m3] = (m0 + m1 + m2, m1 - m2 - m3): 1-D output transform."""
-    xp = get_array_module(m0)
-    xp.add(m0, m1, out=out0)
-    out0 += m2
-    xp.subtract(m1, m2, out=out1)
-    out1 -= m3
+def _at(z0, z1, z2, z3, out0, out1):
+    """(out0, out1) = A^T [z0, z1, z2, z3] = (z0 + z1 + z2, z1 - z2 - z3): 1-D output transform."""
+    xp = get_array_module(z0)
+    xp.add(z0, z1, out=out0)
+    out0 += z2
+    xp.subtract(z1, z2, out=out1)
+    out1 -= z3
 
 
 def fill_band(x, r0, pad, E):
@@ -116,50 +110,83 @@ def input_transform(E, t, cols, V):
         _bt(*(cols[b][:, k:k + 2 * t:2] for k in range(4)), V[:, b])          # each (C, t, TW)
 
 
-def output_transform(M, half, tmp, y):
-    """y = A^T M A for the tiles of one band: M (4, 4, O, t, TW) -> y (O, 2t, 2*TW).
+def output_transform(Z, half, tmp, y):
+    """y = A^T Z A for the tiles of one band: Z (4, 4, O, t, TW) -> y (O, 2t, 2*TW).
 
     First along the rows (into ``half``, (2, 4, O, t, TW)), then the columns; each of the four
     results goes straight into the strided slice y[:, a::2, b::2] (O, t, TW) of its tile position.
     """
-    xp = get_array_module(M)
-    _at(*M, half[0], half[1])                                             # each (4, O, t, TW)
+    xp = get_array_module(Z)
+    _at(*Z, half[0], half[1])                                             # each (4, O, t, TW)
     for a in range(2):
-        m0, m1, m2, m3 = half[a]                                          # each (O, t, TW)
-        xp.add(m0, m1, out=tmp)
-        xp.add(tmp, m2, out=y[:, a::2, 0::2])
-        xp.subtract(m1, m2, out=tmp)
-        xp.subtract(tmp, m3, out=y[:, a::2, 1::2])
+        z0, z1, z2, z3 = half[a]                                          # each (O, t, TW)
+        xp.add(z0, z1, out=tmp)
+        xp.add(tmp, z2, out=y[:, a::2, 0::2])
+        xp.subtract(z1, z2, out=tmp)
+        xp.subtract(tmp, z3, out=y[:, a::2, 1::2])
 
 
 def band_rows(C, O, TH, TW, chunk):
-    """Tile rows per band: as many as keep V (16*C per tile) + M (16*O per tile) within chunk,
+    """Tile rows per band: as many as keep V (16*C per tile) + Z (16*O per tile) within chunk,
     but at least enough for MIN_TILES tiles, below which the 16 products slow down."""
     within = chunk // (16 * (C + O) * TW)
     return max(1, min(TH, max(within, -(-MIN_TILES // TW))))
 
 
-def buffer_elements(C, O, OH, OW, *, chunk):
-    """Elements of the band buffers that winograd_conv allocates besides y (for memory models).
+def band_shapes(C, O, OH, OW, chunk):
+    """{name: shape} of the band buffers winograd_conv allocates (th = band_rows tile rows).
 
-    E (2, C, 2th+2, TW+1), cols (4, C, 2th+2, TW), V (16, C, th*TW), M (16, O, th*TW),
-    half (2, 4, O, th, TW) and tmp (O, th, TW), th = band_rows(...). An odd OH or OW adds a
-    cropped copy of y on top.
+    E (2, C, 2th+2, TW+1) the padded rows split by column parity, cols (4, C, 2th+2, TW) the column
+    transform, V (16*C*th*TW,) and Z (16*O*th*TW,) flat, half (2, 4, O, th, TW) and tmp
+    (O, th, TW) the output transform's intermediates.
     """
     TH, TW = (OH + 1) // 2, (OW + 1) // 2
     th = band_rows(C, O, TH, TW, chunk)
-    return C * (2 * (2 * th + 2) * (TW + 1) + 4 * (2 * th + 2) * TW + 16 * th * TW) \
-        + O * (16 + 8 + 1) * th * TW
+    return dict(E=(2, C, 2 * th + 2, TW + 1), cols=(4, C, 2 * th + 2, TW),
+                V=(16 * C * th * TW,), Z=(16 * O * th * TW,), half=(2, 4, O, th, TW),
+                tmp=(O, th, TW))
+
+
+def _elements(shapes):
+    return {name: int(np.prod(shape)) for name, shape in shapes.items()}
+
+
+def _output_elements(N, O, OH, OW):
+    """(y, uncropped): y (N, O, OH, OW) and, when OH or OW is odd, the whole tiles' array."""
+    uncropped = N * O * (OH + OH % 2) * (OW + OW % 2)
+    return N * O * OH * OW, uncropped if OH % 2 or OW % 2 else 0
+
+
+def winograd_conv_buffers(x_shape, O, pad, *, chunk):
+    """{name: elements} of the arrays winograd_conv(x, U, pad) allocates, all alive at its peak.
+
+    y (N, O, OH, OW), the result; uncropped, the whole tiles' y before the crop (0 for even OH
+    and OW); and the band buffers of band_shapes.
+    """
+    (N, C, H, Wd), (pt, pb, pl, pr) = x_shape, pad
+    OH, OW = H + pt + pb - 2, Wd + pl + pr - 2
+    y, uncropped = _output_elements(N, O, OH, OW)
+    return dict(y=y, uncropped=uncropped, **_elements(band_shapes(C, O, OH, OW, chunk)))
+
+
+def winograd_grad_input_buffers(gy_shape, C, pad, *, chunk):
+    """{name: elements} of the arrays winograd_grad_input(gy, U, pad) allocates, all alive at
+    its peak: gx (N, C, H, W), the result; uncropped and the band buffers of the convolution of
+    gy (O channels in, C out) that it runs (gy's flip is a view)."""
+    (N, O, OH, OW), (gt, gb, gl, gr) = gy_shape, gradient_pad(pad)
+    H, Wd = OH + gt + gb - 2, OW + gl + gr - 2
+    gx, uncropped = _output_elements(N, C, H, Wd)
+    return dict(gx=gx, uncropped=uncropped, **_elements(band_shapes(O, C, H, Wd, chunk)))
 
 
 def winograd_conv(x, U, pad, b=None, *, chunk=None, out=None):
     """y = conv2d(x, W, b, pad=pad) for a 3x3 kernel, stride 1, from U = transform_kernel(W).
 
     x (N, C, H, W), U (16, O, C), b (O,) or None; returns y (N, O, OH, OW), OH = H + pt + pb - 2
-    (and OW). The bias rides on M[1, 1]: row and column 1 of A^T are (1, 1), so whatever is added
-    to M[1, 1] reaches all four outputs of a tile. Odd OH or OW: the last tile's extra output row
-    (column) reads zeros and is cropped. ``out``: an optional (N, O, OH, OW) array (or view) to
-    write y into.
+    (and OW). The bias rides on Z[1, 1]: column 1 of A^T is (1, 1) (and row 1 of A, its
+    transpose), so whatever is added to Z[1, 1] reaches all four outputs of a tile. Odd OH or OW:
+    the last tile's extra output row (column) reads zeros and is cropped. ``out``: an optional
+    (N, O, OH, OW) array (or view) to write y into.
     """
     xp = get_array_module(x, U)
     (N, C, H, Wd), O, (pt, pb, pl, pr) = x.shape, U.shape[1], pad
@@ -168,23 +195,22 @@ def winograd_conv(x, U, pad, b=None, *, chunk=None, out=None):
     x = x.astype(U.dtype, copy=False)
     even = (OH, OW) == (2 * TH, 2 * TW)
     y = out if even and out is not None else xp.empty((N, O, 2 * TH, 2 * TW), dtype=U.dtype)
-    th = band_rows(C, O, TH, TW, chunk or default_chunk(xp))
-    E = xp.empty((2, C, 2 * th + 2, TW + 1), dtype=U.dtype)
-    cols = xp.empty((4, C, 2 * th + 2, TW), dtype=U.dtype)
-    half, tmp = xp.empty((2, 4, O, th, TW), dtype=U.dtype), xp.empty((O, th, TW), dtype=U.dtype)
-    Vbuf, Mbuf = (xp.empty(16 * K * th * TW, dtype=U.dtype) for K in (C, O))
+    chunk = chunk or default_chunk(xp)
+    th, shapes = band_rows(C, O, TH, TW, chunk), band_shapes(C, O, OH, OW, chunk)
+    E, cols, Vbuf, Zbuf, half, tmp = (xp.empty(shapes[name], dtype=U.dtype)
+                                      for name in ("E", "cols", "V", "Z", "half", "tmp"))
     for n in range(N):
         for t0 in range(0, TH, th):
             t, R = min(th, TH - t0), 2 * min(th, TH - t0) + 2     # tile rows, padded input rows
             V = Vbuf[:16 * C * t * TW].reshape(16, C, t * TW)   # flat prefix -> (16, C, t*TW)
-            M = Mbuf[:16 * O * t * TW].reshape(16, O, t * TW)   # flat prefix -> (16, O, t*TW)
+            Z = Zbuf[:16 * O * t * TW].reshape(16, O, t * TW)   # flat prefix -> (16, O, t*TW)
             band = fill_band(x[n], 2 * t0, pad, E[:, :, :R])
             input_transform(band, t, cols[:, :, :R],
                             V.reshape(4, 4, C, t, TW))        # (16, C, t*TW) -> (4, 4, C, t, TW)
-            xp.matmul(U, V, out=M)                  # (16, O, C) @ (16, C, t*TW) -> (16, O, t*TW)
+            xp.matmul(U, V, out=Z)                  # (16, O, C) @ (16, C, t*TW) -> (16, O, t*TW)
             if b is not None:
-                M[5] += b.reshape(O, 1)                     # M[1, 1] += b: (O,) -> (O, 1)
-            output_transform(M.reshape(4, 4, O, t, TW),       # (16, O, t*TW) -> (4, 4, O, t, TW)
+                Z[5] += b.reshape(O, 1)                     # Z[1, 1] += b: (O,) -> (O, 1)
+            output_transform(Z.reshape(4, 4, O, t, TW),       # (16, O, t*TW) -> (4, 4, O, t, TW)
                              half[:, :, :, :t], tmp[:, :t], y[n, :, 2 * t0:2 * (t0 + t)])
     if even:
         return y
@@ -198,7 +224,7 @@ def winograd_grad_input(gy, U, pad, *, chunk=None):
     """gx = dL/dx of y = winograd_conv(x, U, pad), for gy (N, O, OH, OW); gx (N, C, H, W).
 
     gx is the correlation of gy, padded by gradient_pad(pad), with the flipped, channel-swapped
-    kernel Wg[c, o, i, j] = W[o, c, 2 - i, 2 - j] (derivation: docs/winograd.md), whose transform
+    kernel Wg[c, o, i, j] = W[o, c, 2 - i, 2 - j] (docs/convolution.md), whose transform
     would be a second (16, C, O) array. It need not exist: flipping the kernel equals
     flipping the data on both sides, corr(a, flip(k)) = flip(corr(flip(a), k)), and flips are free
     views (negative strides); for the unflipped W^T the transform is U transposed per position,
@@ -213,9 +239,14 @@ def winograd_grad_input(gy, U, pad, *, chunk=None):
 
 
 class TransformedKernels:
-    """U = G g G^T of one weight array (16, O, C), made once per dtype (the input gradient
-    needs no second one: see winograd_grad_input). Frozen weights never change, so a
-    style-transfer run transforms each kernel once.
+    """U = K w K^T of one weight array (16, O, C), made once per dtype, on first use (the input
+    gradient needs no second one: see winograd_grad_input).
+
+    Frozen weights never change, so whoever owns them keeps their transforms and passes them to
+    each call, ``conv2d(x, W, kernels=...)``: VGG19 holds one per convolution (``net.kernels``),
+    and a style-transfer run transforms each kernel once. ``W`` is the array they belong to:
+    conv2d refuses them for any other (a replaced array needs new TransformedKernels; writing
+    into the array in place would leave them stale).
     """
 
     def __init__(self, W):
@@ -228,19 +259,3 @@ class TransformedKernels:
         if key not in self._made:
             self._made[key] = transform_kernel(self.W, dtype)
         return self._made[key]
-
-    @classmethod
-    def of(cls, W):
-        """The transforms kept on a frozen weight Tensor W (attribute ``winograd``), else None.
-
-        Made on first use and kept with the Tensor, so no global cache exists; remade when
-        W.data is replaced by another array. A W that requires a gradient changes between
-        steps: None, and conv2d transforms it at each call. (Writing into W.data in place
-        would leave stale transforms: assign a new array instead.)
-        """
-        if W.requires_grad:
-            return None
-        kept = getattr(W, "winograd", None)
-        if kept is None or kept.W is not W.data:
-            kept = W.winograd = cls(W.data)
-        return kept

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import miniautograd as ag  # noqa: E402
 from miniautograd import conv  # noqa: E402
+from miniautograd.backend import default_chunk  # noqa: E402
 
 
 def median_seconds(fn, sync, repeats):
@@ -56,8 +57,7 @@ def matmul_times(x_shape, W_shape, xp, repeats):
     """
     (_, C, H, W), (O, _, KH, KW) = x_shape, W_shape
     CKK = C * KH * KW
-    bands = [rows.stop - rows.start for _, rows in conv.chunks(1, H, CKK * W,
-                                                                conv.default_chunk(xp))]
+    bands = [rows.stop - rows.start for _, rows in conv.chunks(1, H, CKK * W, default_chunk(xp))]
     rng = np.random.default_rng(0)
     Wm = xp.asarray(rng.standard_normal((O, CKK), dtype=np.float32))
     col = xp.asarray(rng.standard_normal((CKK, bands[0] * W), dtype=np.float32))

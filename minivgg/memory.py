@@ -2,7 +2,7 @@
 
 plan.py builds its IterationPlan from these functions; they are pure arithmetic on shapes. They
 rely on NumPy and on autograd/conv.py's and winograd.py's own rules (which algorithm a conv
-runs, ``conv.chunks`` and ``winograd.buffer_elements`` for how large its buffers are) rather
+runs, ``conv.chunks`` and ``winograd.band_shapes`` for how large its buffers are) rather
 than copies of them, so the model follows the engine when the engine changes.
 
 Notation: N images, C input channels, H x W input size, O output channels, KH x KW kernel,
@@ -15,8 +15,9 @@ Winograd layers' transformed kernels U (16*O*C each, made on first use), the los
 the optimiser's state (L-BFGS: ``history`` pairs (s, y) of image-sized vectors plus a few
 working ones; Adam: two moments; plan.optimizer_state_bytes). One iteration then allocates:
 - kept until its backward ends: ReLU's boolean mask (1 byte per element), max pooling's uint8
-  argmax, the style layers' outputs (Gram keeps F), per style layer G/M and G/M - A (N*C*C each),
-  per content layer F - P, for the total variation its two neighbour differences;
+  argmax, the style layers' outputs (Gram keeps F), per style layer G/M - A (N*C*C each; the
+  division by a constant M keeps nothing), per content layer F - P, for the total variation its
+  two neighbour differences;
 - forward, layer by layer (:func:`forward_peaks`): its input, its output and its work buffers
   (:func:`conv_memory`), the requested layers' outputs computed so far, and what is kept so far;
 - backward, layer by layer (:func:`backward_peaks`): gy, gx, the work buffers and all that is
@@ -27,7 +28,7 @@ bench/bench_iteration.py prints both side by side.
 """
 import numpy as np
 
-from miniautograd import conv, winograd
+from miniautograd import backend, conv, conv_fast, winograd
 
 
 # -- one layer's buffers ---------------------------------------------------------------------------
@@ -45,11 +46,11 @@ def col_bytes(n, c, h, w, kh, kw, *, chunk, itemsize=4):
 def conv_memory(n, c, h, w, o, kh, kw, *, device="cpu", itemsize=4):
     """The LayerCost memory fields of a 'same' conv (stride 1, pad KH//2) as conv.py runs it.
 
-    The algorithm is conv.choose_algorithm's; its buffers are :func:`_winograd_memory`'s or
+    The algorithm is conv_fast.choose_algorithm's; its buffers are :func:`_winograd_memory`'s or
     :func:`_im2col_memory`'s. device: "cpu" or "gpu", where the buffers' chunks differ in size.
     """
     pad = (kh // 2, kh // 2, kw // 2, kw // 2)
-    algorithm = conv.choose_algorithm("auto", (o, c, kh, kw), (1, 1), pad)
+    algorithm = conv_fast.choose_algorithm("auto", (o, c, kh, kw), (1, 1), pad)
     if algorithm == "winograd":
         memory = _winograd_memory(n, c, h, w, o, device=device, itemsize=itemsize)
     else:
@@ -59,11 +60,12 @@ def conv_memory(n, c, h, w, o, kh, kw, *, device="cpu", itemsize=4):
 
 def _winograd_memory(n, c, h, w, o, *, device, itemsize):
     """Winograd (3x3, C and O >= 128): forward holds y and the band buffers
-    (winograd.buffer_elements of (C, O)), backward gx and those of (O, C) (gy's flip is a view);
+    (winograd.band_shapes of (C, O)), backward gx and those of (O, C) (gy's flip is a view);
     an odd size adds the uncropped (N, O, 2*ceil(OH/2), 2*ceil(OW/2)) array."""
-    chunk = winograd.CHUNK_GPU if device == "gpu" else winograd.CHUNK_CPU
+    chunk = backend.CHUNK_ELEMENTS[device]
     uncropped = 0 if h % 2 == 0 and w % 2 == 0 else n * (h + h % 2) * (w + w % 2) * itemsize
-    bands = [winograd.buffer_elements(a, b, h, w, chunk=chunk) * itemsize
+    bands = [sum(int(np.prod(s)) for s in winograd.band_shapes(a, b, h, w, chunk).values())
+             * itemsize
              for a, b in ((c, o), (o, c))]
     return dict(buffer_bytes=bands[0], forward_bytes=bands[0] + o * uncropped,
                 backward_bytes=bands[1] + c * uncropped, grad_bytes=n * c * h * w * itemsize,
@@ -72,16 +74,16 @@ def _winograd_memory(n, c, h, w, o, *, device, itemsize):
 
 def _im2col_memory(n, c, h, w, o, kh, kw, *, device, itemsize):
     """im2col: forward holds y, the padded input (N, C, H+2p, W+2p) and the col buffer; backward,
-    when conv.as_conv_applies, the padded gy (N, O, H+2p, W+2p), its col buffer and the flipped
+    when conv_fast.as_conv_applies, the padded gy (N, O, H+2p, W+2p), its col buffer and the flipped
     W, else (col2im) the padded gx (gx is a view of it) and the gcol buffer, the size of col."""
     pad = (kh // 2, kh // 2, kw // 2, kw // 2)
 
     def padded(channels):
         return n * channels * (h + 2 * pad[0]) * (w + 2 * pad[2]) * itemsize
 
-    chunk = conv.CHUNK_GPU if device == "gpu" else conv.CHUNK_CPU
+    chunk = backend.CHUNK_ELEMENTS[device]
     col = col_bytes(n, c, h, w, kh, kw, chunk=chunk, itemsize=itemsize)
-    if conv.as_conv_applies((o, c, kh, kw), (1, 1), pad):
+    if conv_fast.as_conv_applies((o, c, kh, kw), (1, 1), pad):
         backward = padded(o) + col_bytes(n, o, h, w, kh, kw, chunk=chunk, itemsize=itemsize)
         backward, grad = backward + o * c * kh * kw * itemsize, n * c * h * w * itemsize
     else:
@@ -152,14 +154,14 @@ def backward_peaks(layers, kept, loss_layers, *, image_bytes):
 def loss_bytes(by_name, style_layers, content_layers, image_shape, *, itemsize=4):
     """(targets, kept) bytes of the losses. Targets: per style layer A/M_s (N, C, C), per content
     layer P. Kept for backward, besides the style layers' outputs (Gram keeps F): per style layer
-    G/M (Div's) and G/M - A (SumSquaredError's), per content layer F - P, and the total
-    variation's dv (N, C, H-1, W) and dh (N, C, H, W-1)."""
+    G/M - A (SumSquaredError's; Div by the constant M keeps no G/M), per content layer F - P,
+    and the total variation's dv (N, C, H-1, W) and dh (N, C, H, W-1)."""
     n, c, h, w = image_shape
     grams = [by_name[name].shape[0] * by_name[name].shape[1] ** 2 * itemsize
              for name in style_layers]
     contents = [by_name[name].out_bytes for name in content_layers]
     tv = n * c * ((h - 1) * w + h * (w - 1)) * itemsize
-    return sum(grams) + sum(contents), 2 * sum(grams) + sum(contents) + tv
+    return sum(grams) + sum(contents), sum(grams) + sum(contents) + tv
 
 
 def memory_peaks(layers, style_layers, content_layers, image_shape, *, itemsize=4):

@@ -10,8 +10,10 @@ relu1_1, ..., pool5. The classifier (fc6-fc8) is not kept. Pools use the file's 
 on even sizes. ``pooling="avg"`` replaces max pooling by average pooling, as Gatys et al. do.
 
 The weights are frozen: Tensors with requires_grad=False, so backpropagation computes gradients
-with respect to the image only. The input is in the preprocessed space: RGB in 0..255 minus
-the mean pixel ``net.mean`` (123.68, 116.779, 103.939 for the published file).
+with respect to the image only. Being frozen, each conv's Winograd transforms are made once and
+kept here, beside the weights they belong to (``net.kernels``, passed to every conv2d call).
+The input is in the preprocessed space: RGB in 0..255 minus the mean pixel ``net.mean``
+(123.68, 116.779, 103.939 for the published file).
 """
 import sys
 
@@ -33,13 +35,15 @@ class VGG19:
 
     layers: 37 LayerSpecs in order; params: name -> (W (O, C, KH, KW), b (O,)) NumPy float32;
     mean: RGB mean pixel (3,); pooling: 'avg' or 'max'; source: where the weights came from.
+    kernels: name -> ag.TransformedKernels of that conv's W (each transform made on first use,
+    by the layers conv2d runs with Winograd), remade whenever the weights move.
     """
 
     def __init__(self, layers, params, mean, *, pooling="avg", source=""):
         check_pooling(pooling)
         self.layers = tuple(layers)
         self.layer_names = [spec.name for spec in self.layers]
-        self.params = {name: (ag.Tensor(W), ag.Tensor(b)) for name, (W, b) in params.items()}
+        self.set_params({name: (ag.Tensor(W), ag.Tensor(b)) for name, (W, b) in params.items()})
         self.mean = np.asarray(mean, dtype=np.float32).reshape(3)
         self.pooling = pooling
         self.source = source
@@ -76,36 +80,37 @@ class VGG19:
         """One layer: conv (+ bias), relu, or the 2x2 pool with the file's pad and stride."""
         if spec.kind == "conv":
             W, b = self.params[spec.name]
-            return ag.conv2d(h, W, b, stride=square(spec.stride), pad=square(spec.pad))
+            return ag.conv2d(h, W, b, stride=spec.stride, pad=spec.pad,
+                             kernels=self.kernels[spec.name])
         if spec.kind == "relu":
             return ag.relu(h)
         pool = ag.avg_pool2d if self.pooling == "avg" else ag.max_pool2d
-        return pool(h, square(spec.kernel), stride=square(spec.stride), pad=square(spec.pad))
+        return pool(h, spec.kernel, stride=spec.stride, pad=spec.pad)
 
     def conv_shapes(self):
         """[(name, (O, C, KH, KW))] of the 16 convolutions, in order."""
         return [(s.name, tuple(self.params[s.name][0].shape)) for s in self.layers
                 if s.kind == "conv"]
 
+    def set_params(self, params):
+        """Use ``params`` (name -> (W, b) frozen Tensors) and new, empty Winograd kernels."""
+        self.params = params
+        self.kernels = {name: ag.TransformedKernels(W.data) for name, (W, _) in params.items()}
+
     def to_gpu(self):
         """Move every weight to the GPU (raises with a sentence if there is none); returns self."""
-        self.params = {n: (W.to_gpu(), b.to_gpu()) for n, (W, b) in self.params.items()}
+        self.set_params({n: (W.to_gpu(), b.to_gpu()) for n, (W, b) in self.params.items()})
         return self
 
     def to_cpu(self):
         """Move every weight back to the CPU; returns self."""
-        self.params = {n: (W.to_cpu(), b.to_cpu()) for n, (W, b) in self.params.items()}
+        self.set_params({n: (W.to_cpu(), b.to_cpu()) for n, (W, b) in self.params.items()})
         return self
 
 
 def check_pooling(pooling):
     if pooling not in ("avg", "max"):
         raise UserError(f"pooling must be 'avg' or 'max', not {pooling!r}")
-
-
-def square(values):
-    """(a, a) -> a and (a, a, a, a) -> a, so the engine takes its simplest path; else unchanged."""
-    return values[0] if len(set(values)) == 1 else tuple(values)
 
 
 def random_vgg19(*, pooling="avg", seed=0, channels=VGG19_CHANNELS):

@@ -154,3 +154,33 @@ def test_binary_gradcheck_on_random_broadcasts(shapes, op_ref, seed):
     assert y.shape == shapes.result_shape
     np.testing.assert_allclose(y.data, op_ref[1](a, b), rtol=1e-12)
     assert ag.gradcheck(op, a, b)
+
+
+@pytest.mark.parametrize("op", [ag.add, ag.sub, ag.mul, ag.div, ag.matmul])
+def test_a_constant_operand_gets_no_gradient_work(op, monkeypatch):
+    """Every binary op returns None for an input that needs no gradient (Add once did not)."""
+    import miniautograd.arith as arith
+    summed = []
+    real = arith.sum_to
+    monkeypatch.setattr(arith, "sum_to", lambda g, shape: summed.append(shape) or real(g, shape))
+    rng = np.random.default_rng(0)
+    a = ag.Tensor(rng.uniform(1, 2, (4, 4)), requires_grad=True)
+    b = rng.uniform(1, 2, (4, 4))
+    for x, y, needed in ((a, b, 0), (b, a, 1)):
+        summed.clear()
+        out = op(x, y)
+        grads = out.creator.backward(np.ones(out.shape))
+        assert grads[1 - needed] is None and grads[needed].shape == a.shape
+        assert summed == [a.shape], summed        # only the needed gradient is computed
+
+
+@pytest.mark.parametrize("op, kept_for_a, kept_for_b", [
+    (ag.mul, {"b"}, {"a"}), (ag.matmul, {"b"}, {"a"}), (ag.div, {"b"}, {"b", "y"})])
+def test_ops_keep_only_what_the_needed_gradients_require(op, kept_for_a, kept_for_b):
+    rng = np.random.default_rng(0)
+    arrays = [rng.uniform(1, 2, (4, 4)) for _ in range(2)]
+    for needs, expected in (((True, False), kept_for_a), ((False, True), kept_for_b)):
+        a, b = (ag.Tensor(x, requires_grad=r) for x, r in zip(arrays, needs))
+        f = op(a, b).creator
+        kept = {k for k, v in vars(f).items() if hasattr(v, "shape") and k != "inputs"}
+        assert kept == expected, (op, needs, kept)

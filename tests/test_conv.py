@@ -1,4 +1,7 @@
-"""conv2d: the loop oracle, finite differences, chunking, frozen weights, errors, both backends."""
+"""conv2d: the loop oracle, finite differences, chunking, frozen weights, errors, both backends,
+and the buffer sizes each op reports against what it allocates."""
+import tracemalloc
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -6,8 +9,11 @@ from hypothesis import strategies as st
 
 import miniautograd as ag
 from miniautograd import conv as conv_module
-from miniautograd.conv import (chunks, conv2d, conv2d_forward, conv2d_grad_input,
-                               conv2d_grad_weight)
+from miniautograd.backend import CHUNK_ELEMENTS
+from miniautograd.conv import (chunks, conv2d_forward, conv2d_forward_buffers, conv2d_grad_input,
+                               conv2d_grad_input_buffers, conv2d_grad_weight,
+                               conv2d_grad_weight_buffers, conv2d_im2col)
+from miniautograd.conv_fast import conv2d
 from miniautograd.im2col import col2im, im2col
 from naive import conv2d_naive
 
@@ -131,8 +137,8 @@ def test_im2col_buffer_is_bounded(rng, monkeypatch):
     assert len(sizes) == 6 and max(sizes) == 3 * 9 * 10 * 4
     sizes.clear()
     x, W = np.zeros((1, 16, 256, 128), np.float32), np.zeros((1, 16, 3, 3), np.float32)
-    conv2d(x, W, pad=1)                     # col would be 16*9*256*128 > CHUNK_CPU elements
-    assert len(sizes) > 1 and max(sizes) <= conv_module.CHUNK_CPU
+    conv2d(x, W, pad=1)                     # col would be 16*9*256*128 > the CPU's chunk
+    assert len(sizes) > 1 and max(sizes) <= CHUNK_ELEMENTS["cpu"]
 
 
 def test_col2im_is_the_adjoint_of_im2col(rng):
@@ -257,3 +263,86 @@ def test_backend(xp):
     result = ag.gradcheck(lambda x, W: conv2d(x, W, stride=2, pad=1),
                           xp.asarray(x[:1]), xp.asarray(W), directional=True)
     assert result.ok, result.errors
+
+
+def test_the_reference_alone_matches_the_oracle_and_finite_differences(rng):
+    """conv.py on its own (conv2d_im2col): im2col forward, col2im input gradient, gW, gb."""
+    x, W, b = rand(rng, 2, 3, 7, 6), rand(rng, 4, 3, 3, 2), rand(rng, 4)
+    y = conv2d_im2col(x, W, b, stride=(2, 1), pad=(1, 0, 2, 1))
+    np.testing.assert_allclose(y.data, conv2d_naive(x, W, b, (2, 1), (1, 0, 2, 1)), rtol=1e-12,
+                               atol=1e-12)
+    result = ag.gradcheck(lambda x, W, b: conv2d_im2col(x, W, b, pad=1), x, W, b)
+    assert result.ok, result.errors
+
+
+def test_the_reference_takes_col2im_where_conv2d_does_not(rng, monkeypatch):
+    """Stride 1, O <= C: conv2d computes gx as a convolution of gy, conv2d_im2col by col2im."""
+    calls, right = [], conv_module.conv2d_grad_input
+    monkeypatch.setattr(conv_module, "conv2d_grad_input",
+                        lambda *a, **k: calls.append(1) or right(*a, **k))
+    x, W = ag.Tensor(rand(rng, 1, 4, 6, 5), requires_grad=True), rand(rng, 3, 4, 3, 3)
+    gradients = []
+    for op in (conv2d, conv2d_im2col):
+        x.grad = None
+        y = op(x, W, pad=1)
+        y.backward(np.ones(y.shape))
+        gradients.append(x.grad)
+        assert y.creator.name == "Conv2d"
+    assert len(calls) == 1
+    np.testing.assert_allclose(gradients[0], gradients[1], rtol=1e-12, atol=1e-12)
+
+
+def test_col_is_kh_kw_over_strides_times_larger_than_x(rng):
+    """col holds C*KH*KW*OH*OW entries, x C*H*W: the ratio is KH*KW/(sh*sw), not C times more."""
+    x = rand(rng, 1, 16, 12, 8)
+    for (KH, KW), stride, pad in [((3, 3), (1, 1), 1), ((3, 3), (2, 2), 1), ((2, 2), (2, 2), 0)]:
+        col = im2col(np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))), KH, KW, stride=stride)
+        assert col.size / x.size == KH * KW / (stride[0] * stride[1])
+
+
+def allocated_peak(run):
+    """(result, peak bytes newly allocated while run() ran)."""
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        result = run()
+        return result, tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+# NumPy's ufuncs may buffer strided operands (at most 8192 elements each, 3 operands), and Python
+# objects take a little: the slack allowed on top of the arrays an op reports.
+SLACK = 3 * 8192 * 8 + 4096
+
+
+@pytest.mark.parametrize("x_shape, W_shape, stride, pad, chunk", [
+    ((2, 8, 20, 16), (6, 8, 3, 3), 1, 1, 10 ** 9),          # whole images at once
+    ((1, 16, 64, 40), (8, 16, 3, 3), 1, 1, 16 * 9 * 40 * 5),  # bands of 5 output rows
+    ((2, 4, 24, 30), (5, 4, 3, 2), (2, 1), 0, 4 * 6 * 30),   # no padding: no copy of x
+])
+def test_each_op_allocates_what_its_buffers_function_reports(rng, x_shape, W_shape, stride, pad,
+                                                             chunk):
+    x, W = rand(rng, *x_shape), rand(rng, *W_shape)
+    y, peak = allocated_peak(lambda: conv2d_forward(x, W, None, stride, pad, chunk=chunk))
+    sizes = conv2d_forward_buffers(x_shape, W_shape, stride, pad, chunk=chunk)
+    assert sizes["y"] == y.size and (sizes["xpad"] == 0) == (pad == 0)
+    assert peak == pytest.approx(8 * sum(sizes.values()), abs=SLACK)
+    gy = rand(rng, *y.shape)
+    gx, peak = allocated_peak(lambda: conv2d_grad_input(gy, W, x_shape, stride, pad, chunk=chunk))
+    assert gx.shape == x_shape
+    sizes = conv2d_grad_input_buffers(x_shape, W_shape, stride, pad, chunk=chunk)
+    assert peak == pytest.approx(8 * sum(sizes.values()), abs=SLACK)
+    _, peak = allocated_peak(lambda: conv2d_grad_weight(gy, x, W_shape, stride, pad, chunk=chunk))
+    sizes = conv2d_grad_weight_buffers(x_shape, W_shape, stride, pad, chunk=chunk)
+    assert peak == pytest.approx(8 * sum(sizes.values()), abs=SLACK)
+
+
+def test_the_op_sizes_its_col_buffer_with_the_buffers_function(rng, monkeypatch):
+    """The buffer comes from conv2d_forward_buffers: a wrong size there breaks the op."""
+    right = conv_module.conv2d_forward_buffers
+    monkeypatch.setattr(conv_module, "conv2d_forward_buffers",
+                        lambda *a, **k: dict(right(*a, **k), col=1))
+    with pytest.raises(ValueError):
+        conv2d_forward(rand(rng, 1, 2, 6, 5), rand(rng, 3, 2, 3, 3), None, 1, 1)

@@ -5,8 +5,9 @@
   code's. ``python tests/test_docs.py --write`` reruns the snippets and rewrites those blocks.
 - Every relative link in docs/*.md and README.md points to a file that exists, and a link whose
   text names a function or class (`name`, `Class.method`) points to the file that defines it.
-- The README's "Reading the source" links every .py file of autograd/ and minivgg/, and
-  autograd/__init__.py's docstring gives its files in the same order.
+- The README's "Reading the source" links every .py file of autograd/ and minivgg/; it is the one
+  source of the reading order: autograd/__init__.py's docstring gives its files in the same
+  order, and docs/README.md lists its pages in the order the README first links them.
 """
 import contextlib
 import io
@@ -18,7 +19,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-NOT_OURS = {"winograd.md"}          # written to its own conventions: links checked, snippets not
 LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]+)\)")
 
 
@@ -60,7 +60,7 @@ def run_snippets(page):
 
 
 def our_pages():
-    return sorted(p for p in DOCS.glob("*.md") if p.name not in NOT_OURS)
+    return sorted(DOCS.glob("*.md"))
 
 
 @pytest.mark.parametrize("page", our_pages(), ids=lambda p: p.name)
@@ -160,6 +160,15 @@ def test_the_engine_docstring_gives_the_same_order():
     docstring = re.findall(r"^\s+\d+\.\s+(\S+\.py)", miniautograd.__doc__, flags=re.M)
     assert docstring == [f for f in readme if f in docstring] and len(docstring) >= 9, \
         f"autograd/__init__.py lists {docstring}; README's order is {readme}"
+
+
+def test_the_docs_index_follows_the_reading_order():
+    readme = [Path(u).name for _, u in LINK.findall(reading_section()) if u.startswith("docs/")
+              and u != "docs/README.md"]
+    first_seen = list(dict.fromkeys(readme))
+    index = [u for _, u in links(DOCS / "README.md") if u.endswith(".md")
+             and not u.startswith("..")]
+    assert index == first_seen, f"docs/README.md lists {index}; README's order is {first_seen}"
 
 
 def write_outputs():

@@ -182,3 +182,45 @@ def test_backend(xp):
         assert ag.get_array_module(xt.grad) is xp
     np.testing.assert_allclose(ag.to_cpu(xt.grad),
                                max_pool_grad_naive(x, gy, (3, 3), (2, 2), (1, 1, 1, 2)), rtol=1e-12)
+
+
+def traced_peak(run):
+    """(result, peak bytes newly allocated while run() ran)."""
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        result = run()
+        return result, tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+SLACK = 3 * 8192 * 8 + 4096   # NumPy's ufunc buffers (3 operands of 8192 elements), a few objects
+ONE_BYTE = {"argmax", "larger", "mask"}
+
+
+def reported_bytes(sizes):
+    return sum(n * (1 if name in ONE_BYTE else 8) for name, n in sizes.items())
+
+
+@pytest.mark.parametrize("shape, kernel, stride, pad", [
+    ((2, 8, 120, 90), 2, 2, (0, 1, 0, 1)), ((1, 8, 99, 123), (3, 2), (2, 1), 1),
+    ((1, 16, 128, 96), 2, None, 0)])        # every float buffer larger than SLACK
+def test_pools_allocate_what_their_buffers_functions_report(shape, kernel, stride, pad):
+    from miniautograd import pooling as P
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape)
+    for name in ("avg", "max"):
+        forward = getattr(P, f"{name}_pool2d_forward")
+        result, peak = traced_peak(lambda: forward(x, kernel, stride, pad))
+        sizes = getattr(P, f"{name}_pool2d_forward_buffers")(shape, kernel, stride, pad)
+        assert peak == pytest.approx(reported_bytes(sizes), abs=SLACK), name
+        y, argmax = result if name == "max" else (result, None)
+        gy = rng.standard_normal(y.shape)
+        args = (gy, argmax) if name == "max" else (gy,)
+        grad = getattr(P, f"{name}_pool2d_grad_input")
+        gx, peak = traced_peak(lambda: grad(*args, shape, kernel, stride, pad))
+        sizes = getattr(P, f"{name}_pool2d_grad_input_buffers")(shape, kernel, stride, pad)
+        assert peak == pytest.approx(reported_bytes(sizes), abs=SLACK), name

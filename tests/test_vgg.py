@@ -6,7 +6,7 @@ import miniautograd as ag
 from matfiles import TINY_CHANNELS, tiny_weights, write_tiny_vgg19_mat
 from minivgg.errors import UserError
 from minivgg.matfile import VGG19_LAYERS
-from minivgg.vgg import VGG19_CHANNELS, load_vgg19
+from minivgg.vgg import VGG19_CHANNELS, load_vgg19, random_vgg19
 from naive import avg_pool_naive, conv2d_naive, max_pool_naive
 
 
@@ -109,6 +109,22 @@ def test_runs_only_as_deep_as_needed_and_keeps_weights_frozen(tmp_path, monkeypa
     out["relu2_1"].sum().backward()
     assert x.grad is not None and x.grad.shape == x.shape
     assert all(W.grad is None and not W.requires_grad for W, _ in net.params.values())
+
+
+def test_the_network_owns_its_winograd_kernels(monkeypatch):
+    """Each Winograd layer's kernel is transformed once over many iterations, and kept in
+    net.kernels, not on the weight Tensor."""
+    from miniautograd import winograd
+    calls, real = [], winograd.transform_kernel
+    monkeypatch.setattr(winograd, "transform_kernel",
+                        lambda W, dtype: calls.append(W) or real(W, dtype))
+    net = random_vgg19(channels=(4, 4, 128, 128) + (8,) * 12)   # conv2_2: 128 -> 128, Winograd
+    for _ in range(3):
+        x = ag.Tensor(image(8, 12), requires_grad=True)
+        net(x, ["relu2_2"])["relu2_2"].sum().backward()
+    assert len(calls) == 1 and calls[0] is net.params["conv2_2"][0].data
+    assert net.kernels["conv2_2"].W is net.params["conv2_2"][0].data
+    assert not any(hasattr(W, "winograd") for W, _ in net.params.values())
 
 
 def test_unknown_layers_and_bad_inputs(tmp_path):

@@ -1,13 +1,17 @@
-"""Winograd F(2x2, 3x3), the input gradient as a convolution, and conv2d's choice of algorithm."""
+"""Winograd F(2x2, 3x3), the input gradient as a convolution, conv2d's choice of algorithm, the
+kernels kept by the network, and the buffer sizes the ops report."""
 import tracemalloc
 
 import numpy as np
 import pytest
 
 import miniautograd as ag
-from miniautograd import conv as conv_module
+from miniautograd import conv_fast
 from miniautograd import winograd as wg
-from miniautograd.conv import (choose_algorithm, conv2d, conv2d_grad_input, grad_input_as_conv)
+from miniautograd.backend import CHUNK_ELEMENTS
+from miniautograd.conv import conv2d_grad_input
+from miniautograd.conv_fast import (choose_algorithm, conv2d, grad_input_as_conv,
+                                    grad_input_as_conv_buffers)
 from naive import conv2d_naive
 
 PADS = [(1, 1, 1, 1), (0, 0, 0, 0), (2, 2, 2, 2), (0, 2, 1, 0), (2, 0, 0, 1), (1, 2, 2, 1)]
@@ -23,16 +27,16 @@ def rng():
 
 
 def test_one_dimensional_f23_is_a_correlation(rng):
-    """A^T [(G g) * (B^T d)] = the 2 outputs of correlating 4 inputs d with 3 taps g."""
+    """A^T [(K w) * (B^T d)] = the 2 outputs of correlating 4 inputs d with 3 taps w."""
     for _ in range(5):
-        d, g = rand(rng, 4), rand(rng, 3)
-        expected = [d[0:3] @ g, d[1:4] @ g]
-        np.testing.assert_allclose(wg.AT @ ((wg.G @ g) * (wg.BT @ d)), expected, rtol=1e-12)
+        d, w = rand(rng, 4), rand(rng, 3)
+        expected = [d[0:3] @ w, d[1:4] @ w]
+        np.testing.assert_allclose(wg.AT @ ((wg.K @ w) * (wg.BT @ d)), expected, rtol=1e-12)
 
 
 def test_four_multiplications_instead_of_six():
     """F(2, 3) multiplies 4 transformed pairs for 2 outputs of 3 taps (2 * 3 = 6 directly)."""
-    assert wg.BT.shape == (4, 4) and wg.G.shape == (4, 3) and wg.AT.shape == (2, 4)
+    assert wg.BT.shape == (4, 4) and wg.K.shape == (4, 3) and wg.AT.shape == (2, 4)
     assert set(np.unique(wg.BT)) <= {-1, 0, 1} and set(np.unique(wg.AT)) <= {-1, 0, 1}
 
 
@@ -111,7 +115,7 @@ def test_conv2d_algorithms_agree_through_backprop(rng, algorithm):
 
 def test_gradcheck_rejects_a_wrong_winograd_gradient(rng, monkeypatch):
     """The check above can fail: forgetting to flip the data (unflipped kernel) is caught."""
-    monkeypatch.setattr(conv_module, "winograd_grad_input",
+    monkeypatch.setattr(conv_fast, "winograd_grad_input",
                         lambda gy, U, pad: wg.winograd_conv(gy, U.transpose(0, 2, 1),
                                                             wg.gradient_pad(pad)))
     x, W = rand(rng, 1, 2, 5, 4), rand(rng, 3, 2, 3, 3)
@@ -151,31 +155,94 @@ def test_unknown_algorithm_is_refused():
         conv2d(np.zeros((1, 2, 6, 6)), np.zeros((4, 2, 3, 3)), algorithm="fft")
 
 
-def test_frozen_kernel_is_transformed_once(rng, monkeypatch):
-    calls = []
-    real = wg.transform_kernel
+def test_bias_on_z11_reaches_the_four_outputs_of_a_tile():
+    """Column 1 of A^T is (1, 1), so A^T e11 A is all ones; row 1 of A^T is (0, 1, -1, -1)."""
+    np.testing.assert_array_equal(wg.AT[:, 1], [1, 1])
+    np.testing.assert_array_equal(wg.AT[1], [0, 1, -1, -1])
+    e11 = np.zeros((4, 4))
+    e11[1, 1] = 1
+    np.testing.assert_array_equal(wg.AT @ e11 @ wg.AT.T, np.ones((2, 2)))
+
+
+def counting_transforms(monkeypatch):
+    """A list that grows by one at each call of winograd.transform_kernel."""
+    calls, real = [], wg.transform_kernel
     monkeypatch.setattr(wg, "transform_kernel", lambda W, dtype: calls.append(W) or real(W, dtype))
+    return calls
+
+
+def test_kernels_passed_in_are_transformed_once(rng, monkeypatch):
+    calls = counting_transforms(monkeypatch)
     W = ag.Tensor(rand(rng, 3, 2, 3, 3))
+    kernels = ag.TransformedKernels(W.data)          # held by whoever owns W (VGG19.kernels)
     for _ in range(3):                                   # three iterations: forward and backward
         x = ag.Tensor(rand(rng, 1, 2, 6, 5), requires_grad=True)
-        conv2d(x, W, pad=1, algorithm="winograd").backward(rand(rng, 1, 3, 6, 5))
-    assert len(calls) == 1 and W.winograd.W is W.data
-    W.data = rand(rng, 3, 2, 3, 3)                       # new weights: a new transform
-    x = rand(rng, 1, 2, 6, 5)
-    y = conv2d(x, W, pad=1, algorithm="winograd")
-    assert len(calls) == 2
-    np.testing.assert_allclose(y.data, conv2d_naive(x, W.data, None, (1, 1), (1, 1, 1, 1)),
-                               rtol=1e-11, atol=1e-11)
+        gy = rand(rng, 1, 3, 6, 5)
+        conv2d(x, W, pad=1, algorithm="winograd", kernels=kernels).backward(gy)
+        np.testing.assert_allclose(x.grad, conv2d_grad_input(gy, W.data, x.shape, 1, 1),
+                                   rtol=1e-11, atol=1e-11)
+    assert len(calls) == 1 and not hasattr(W, "winograd")     # nothing attached to the tensor
 
 
-def test_trainable_kernel_is_transformed_at_each_call(rng, monkeypatch):
-    calls = []
-    real = wg.transform_kernel
-    monkeypatch.setattr(wg, "transform_kernel", lambda W, dtype: calls.append(W) or real(W, dtype))
-    W = ag.Tensor(rand(rng, 3, 2, 3, 3), requires_grad=True)
-    for _ in range(2):
-        conv2d(rand(rng, 1, 2, 6, 5), W, pad=1, algorithm="winograd")
-    assert len(calls) == 2 and not hasattr(W, "winograd")
+def test_kernels_of_another_array_are_refused(rng):
+    """Replaced weights need new kernels: stale ones would give a wrong convolution silently."""
+    W = ag.Tensor(rand(rng, 3, 2, 3, 3))
+    kernels = ag.TransformedKernels(W.data)
+    W.data = rand(rng, 3, 2, 3, 3)
+    with pytest.raises(ValueError, match=r"conv2d: kernels were made from another weight array"):
+        conv2d(rand(rng, 1, 2, 6, 5), W, pad=1, kernels=kernels)
+
+
+def test_without_kernels_each_call_transforms(rng, monkeypatch):
+    calls = counting_transforms(monkeypatch)
+    for W in (ag.Tensor(rand(rng, 3, 2, 3, 3)), ag.Tensor(rand(rng, 3, 2, 3, 3),
+                                                          requires_grad=True)):
+        for _ in range(2):
+            conv2d(rand(rng, 1, 2, 6, 5), W, pad=1, algorithm="winograd")
+        assert not hasattr(W, "winograd")
+    assert len(calls) == 4
+
+
+@pytest.mark.parametrize("shape, O, pad, chunk", [
+    ((1, 8, 64, 32), 8, (1, 1, 1, 1), 16 * 16 * 16 * 4),      # bands of 4 tile rows
+    ((2, 6, 23, 17), 10, (1, 1, 1, 1), 10 ** 9),              # odd: the uncropped array too
+    ((1, 5, 20, 15), 4, (0, 2, 1, 0), 16 * 9 * 8 * 2)])
+def test_winograd_ops_allocate_what_their_buffers_functions_report(rng, shape, O, pad, chunk):
+    x, W = rand(rng, *shape).astype(np.float32), rand(rng, O, shape[1], 3, 3).astype(np.float32)
+    U = wg.transform_kernel(W, np.float32)
+    y, peak = traced_peak(lambda: wg.winograd_conv(x, U, pad, chunk=chunk))
+    sizes = wg.winograd_conv_buffers(shape, O, pad, chunk=chunk)
+    assert sizes["y"] == y.size and (sizes["uncropped"] > 0) == (y.shape[2] % 2 or y.shape[3] % 2)
+    assert peak == pytest.approx(4 * sum(sizes.values()), abs=SLACK)
+    gy = rand(rng, *y.shape).astype(np.float32)
+    gx, peak = traced_peak(lambda: wg.winograd_grad_input(gy, U, pad, chunk=chunk))
+    sizes = wg.winograd_grad_input_buffers(gy.shape, shape[1], pad, chunk=chunk)
+    assert sizes["gx"] == gx.size
+    assert peak == pytest.approx(4 * sum(sizes.values()), abs=SLACK)
+
+
+def test_gradient_as_a_convolution_allocates_what_it_reports(rng):
+    W, pad, chunk = rand(rng, 4, 6, 3, 3), (1, 1, 1, 1), 4 * 9 * 20 * 3
+    gy = rand(rng, 2, 4, 16, 20)
+    gx, peak = traced_peak(lambda: grad_input_as_conv(gy, W, pad, chunk=chunk))
+    sizes = grad_input_as_conv_buffers(gy.shape, W.shape, pad, chunk=chunk)
+    assert sizes["gx"] == gx.size
+    assert peak == pytest.approx(8 * sum(sizes.values()), abs=SLACK)
+
+
+def traced_peak(run):
+    """(result, peak bytes newly allocated while run() ran)."""
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        result = run()
+        return result, tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+SLACK = 3 * 8192 * 8 + 4096   # NumPy's ufunc buffers (3 operands of 8192 elements), a few objects
 
 
 def test_band_buffers_do_not_grow_with_the_image(rng):
@@ -191,12 +258,13 @@ def test_band_buffers_do_not_grow_with_the_image(rng):
         finally:
             tracemalloc.stop()
     assert extra[1] == pytest.approx(extra[0], abs=4096)
-    model = 4 * wg.buffer_elements(8, 8, 256, 32, chunk=16 * 16 * 16 * 4)
-    assert extra[1] == pytest.approx(model, abs=3 * 8192 * 4 + 4096)   # NumPy's ufunc buffers
+    sizes = wg.winograd_conv_buffers((1, 8, 256, 32), 8, (1, 1, 1, 1), chunk=16 * 16 * 16 * 4)
+    bands = sum(sizes.values()) - sizes["y"] - sizes["uncropped"]
+    assert extra[1] == pytest.approx(4 * bands, abs=3 * 8192 * 4 + 4096)   # NumPy's ufunc buffers
 
 
-@pytest.mark.parametrize("C, O, TW, chunk", [(64, 64, 1024, wg.CHUNK_CPU),
-                                             (512, 512, 16, wg.CHUNK_CPU),
+@pytest.mark.parametrize("C, O, TW, chunk", [(64, 64, 1024, CHUNK_ELEMENTS["cpu"]),
+                                             (512, 512, 16, CHUNK_ELEMENTS["cpu"]),
                                              (128, 128, 4, 10 ** 9), (8, 8, 300, 1)])
 def test_band_rows_bound(C, O, TW, chunk):
     TH = 1024
@@ -212,9 +280,10 @@ def test_backend(xp):
     x, W, b = rand(rng, 2, 3, 9, 8), rand(rng, 4, 3, 3, 3), rand(rng, 4)
     xt, Wt, bt = ag.Tensor(xp.asarray(x), requires_grad=True), ag.Tensor(xp.asarray(W)), \
         ag.Tensor(xp.asarray(b))
-    y = conv2d(xt, Wt, bt, pad=(1, 0, 2, 1), algorithm="winograd")
-    assert ag.get_array_module(y.data) is xp and ag.get_array_module(Wt.winograd._made[
-        np.dtype(np.float64)]) is xp
+    kernels = ag.TransformedKernels(Wt.data)
+    y = conv2d(xt, Wt, bt, pad=(1, 0, 2, 1), algorithm="winograd", kernels=kernels)
+    assert ag.get_array_module(y.data) is xp
+    assert ag.get_array_module(kernels.transformed(np.float64)) is xp
     np.testing.assert_allclose(y.numpy(), conv2d_naive(x, W, b, (1, 1), (1, 0, 2, 1)), rtol=1e-10,
                                atol=1e-10)
     gy = rand(rng, *y.shape)

@@ -10,7 +10,8 @@ import numpy as np
 
 from .. import arith
 from ..activation import relu
-from ..conv import conv2d
+from ..conv import conv2d_im2col
+from ..conv_fast import conv2d
 from ..gram import gram
 from ..pooling import avg_pool2d, max_pool2d
 from ..reductions import sum_squared_error, total_variation
@@ -74,7 +75,9 @@ def conv_pool_cases(rng):
               ("conv2d winograd pad=(0, 2, 1, 0) (odd output)",
                lambda x, W: conv2d(x, W, pad=(0, 2, 1, 0), algorithm="winograd"), [x, W33]),
               ("conv2d im2col pad=(1, 0, 1, 1) O<=C (input gradient as a convolution)",
-               lambda x, W: conv2d(x, W, pad=(1, 0, 1, 1), algorithm="im2col"), [x, Wio])]
+               lambda x, W: conv2d(x, W, pad=(1, 0, 1, 1), algorithm="im2col"), [x, Wio]),
+              ("conv2d_im2col pad=(1, 0, 1, 1) O<=C (the reference: col2im)",
+               lambda x, W: conv2d_im2col(x, W, pad=(1, 0, 1, 1)), [x, Wio])]
     return cases + [
         ("conv2d 3x3 pad=1 bias, directional", lambda x, W, b: conv2d(x, W, b, pad=1), big,
          {"directional": True}),
