@@ -260,3 +260,44 @@ def test_memory_check_runs_before_any_image_is_resized(capsys, images, tmp_path,
 def test_demo_shapes_are_known_before_drawing():
     from minivgg import demo
     assert demo.demo_content_shape(40) == demo.demo_content(40).shape[:2] == (30, 40)
+
+
+def test_memory_check_counts_the_content_loss(capsys, images, tmp_path, monkeypatch):
+    """Bug: plan_options left out content_layers, so the check missed the content loss's target
+    P and its kept F - P: a budget one byte short of the full plan passed."""
+    from minivgg import plan
+    from minivgg.device import Device
+    from minivgg.stylize.options import validate
+    from minivgg.stylize.prepare import prepare
+    from minivgg.vgg import random_vgg19
+    content, style = images                                    # both 40x32: 48x38 at --size 48
+    full = plan.plan_iteration(random_vgg19(), (38, 48), style_layers=Options().style_layers,
+                               content_layers=["relu4_2"])
+    monkeypatch.setattr(Device, "free_bytes", lambda self: full.peak_bytes - 1)
+    opts = validate(Options(content=content, style=[style], weights="random", size=48,
+                            quiet=True))
+    with pytest.raises(UserError, match="one iteration at 48x38 needs about"):
+        prepare(opts)
+
+
+def test_explain_plans_on_the_device_of_the_run(images, monkeypatch):
+    """Bug: plan_text left out the device, so --explain --device gpu showed CPU buffer sizes."""
+    from minivgg import machine, plan
+    from minivgg.device import Device
+    from minivgg.explain import format_bytes
+    from minivgg.stylize.options import validate
+    from minivgg.stylize.prepare import plan_text, prepare
+    content, style = images
+    opts = validate(Options(content=content, style=[style], weights="random", size=400,
+                            quiet=True, explain=True))
+    job = prepare(opts)
+    job.device = Device("gpu")                                 # planned only: nothing runs there
+    monkeypatch.setattr(Device, "array_module", lambda self: np)
+    monkeypatch.setattr(machine, "measure_matmul_gflops", lambda xp: 100.0)
+    options = dict(style_layers=opts.style_layers, content_layers=opts.content_layers)
+    on = {name: plan.plan_iteration(job.net, job.content.shape[:2], device=name, **options)
+          for name in ("cpu", "gpu")}
+    assert on["gpu"].peak_bytes > on["cpu"].peak_bytes         # larger chunks on the GPU
+    text = plan_text(opts, job)
+    assert f"peak memory estimate                  {format_bytes(on['gpu'].peak_bytes)}" in text
+    assert "this GPU's measured" in text
