@@ -175,7 +175,7 @@ def pool_geometry(spec, x_shape):
     return pooling.pool_args(x_shape, spec.kernel, spec.stride, spec.pad, op=spec.name)
 
 
-# -- which layers, and the smallest image that reaches them -----------------------------------------
+# -- which layers, and the smallest image that reaches them ---------------------------------------
 def deepest_layer(net, names):
     """The deepest of the layer ``names`` in ``net.layers`` (UserError for an unknown one)."""
     order = [spec.name for spec in net.layers]
