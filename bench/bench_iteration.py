@@ -282,7 +282,7 @@ def print_memory(rows, args, net):
     print(f"{'size':>5}  {'minivgg':>12}{'plan model':>12}"
           + (f"{'torch':>12}" if args.compare else ""))
     for row in rows:
-        model = plan.plan_iteration(net.conv_shapes(), (row["size"],) * 2, device=args.device,
+        model = plan.plan_iteration(net, (row["size"],) * 2, device=args.device,
                                     deepest=common.DEEPEST, style_layers=common.STYLE_LAYERS,
                                     content_layers=common.CONTENT_LAYERS)
         memory = row.get("memory") or {

@@ -79,8 +79,7 @@ def matmul_times(x_shape, W_shape, xp, repeats):
 def measure(net, size, xp, repeats, deepest):
     """One dict per layer down to ``deepest``: name, shape, macs, times (and matmul times)."""
     from minivgg import plan
-    costs = {c.name: c for c in plan.layer_costs(net.conv_shapes(), (size, size),
-                                                 deepest=deepest, pooling=net.pooling)}
+    costs = {c.name: c for c in plan.layer_costs(net, (size, size), deepest=deepest)}
     rows, x_shape = [], (1, 3, size, size)
     for spec in net.layers[:net.layer_names.index(deepest) + 1]:
         forward, backward, y_shape = layer_times(net, spec, x_shape, xp, repeats)

@@ -89,8 +89,8 @@ def make_problem(net, size, *, xp=np, seed=0):
 
 def iteration_plan(net, size):
     """minivgg.plan's cost model of one iteration (its FLOP include the Gram matrices)."""
-    return plan.plan_iteration(net.conv_shapes(), tuple(size), deepest=DEEPEST,
-                               style_layers=STYLE_LAYERS)
+    return plan.plan_iteration(net, tuple(size), deepest=DEEPEST, style_layers=STYLE_LAYERS,
+                               content_layers=CONTENT_LAYERS)
 
 
 # -- clocks ----------------------------------------------------------------------------------------

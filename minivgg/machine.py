@@ -1,9 +1,10 @@
 """What the machine offers a run: its float32 matrix-multiply rate and its free memory.
 
-Used by ``--explain`` (the time estimate, :func:`measure_matmul_gflops`), by plan.py's memory
-check before a real run (:func:`available_memory_bytes`) and by bench/. It relies on NumPy, the
-standard library (``/proc/meminfo``, a cgroup v2 folder, ``os.sysconf``) and, only for the GPU,
-CuPy through ``miniautograd.backend``. Nothing here knows about VGG: plan.py holds the cost model.
+Used by ``--explain`` (the time estimate, :func:`measure_matmul_gflops`), by the memory check
+before a real run (:func:`ram_free_bytes`, :func:`gpu_free_bytes`, which device.py chooses
+between) and by bench/. It relies on NumPy, the standard library (``/proc/meminfo``, a cgroup v2
+folder, ``os.sysconf``) and, only for the GPU, the cupy module it is given. Nothing here knows
+about VGG (plan.py holds the cost model) or about device names (device.py translates them).
 """
 import os
 import time
@@ -34,25 +35,21 @@ def measure_matmul_gflops(xp=np, *, n=None, repeats=5):
     return float(np.median(rates))
 
 
-def available_memory_bytes(device="cpu"):
-    """Bytes free for a run: RAM for "cpu", the GPU's memory for "gpu" (None if unknown).
-
-    RAM: MemAvailable from /proc/meminfo (falling back to os.sysconf), capped by a cgroup v2
-    memory limit when the process runs under one. GPU: cudaMemGetInfo's free bytes plus the
-    blocks CuPy's memory pool holds but does not use.
-    """
-    if device == "gpu":
-        from miniautograd.backend import require_gpu
-        cupy = require_gpu()
-        free, _total = cupy.cuda.runtime.memGetInfo()
-        return int(free) + int(cupy.get_default_memory_pool().free_bytes())
-    if device != "cpu":
-        raise ValueError(f"available_memory_bytes: device must be 'cpu' or 'gpu', not {device!r}")
+def ram_free_bytes():
+    """Bytes of RAM free for a run (None if unknown): MemAvailable from /proc/meminfo (falling
+    back to os.sysconf), capped by a cgroup v2 memory limit when the process runs under one."""
     free = meminfo_available()
     if free is None:
         free = _sysconf_available()
     limit = cgroup_free()
     return free if limit is None else limit if free is None else min(free, limit)
+
+
+def gpu_free_bytes(cupy):
+    """Bytes of GPU memory free for a run: cudaMemGetInfo's free bytes plus the blocks CuPy's
+    memory pool holds but does not use."""
+    free, _total = cupy.cuda.runtime.memGetInfo()
+    return int(free) + int(cupy.get_default_memory_pool().free_bytes())
 
 
 def meminfo_available(path="/proc/meminfo"):

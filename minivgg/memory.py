@@ -1,9 +1,10 @@
 """The memory model: how many bytes one style-transfer iteration holds, layer by layer.
 
-plan.py builds its IterationPlan from these functions; they are pure arithmetic on shapes. They
-rely on NumPy and on autograd/conv.py's and winograd.py's own rules (which algorithm a conv
-runs, ``conv.chunks`` and ``winograd.band_shapes`` for how large its buffers are) rather
-than copies of them, so the model follows the engine when the engine changes.
+plan.py builds its IterationPlan from these functions; they are pure arithmetic on shapes. What
+each op allocates is not restated here: every op of autograd/ that allocates working memory
+gives its arrays' sizes in a ``*_buffers`` function beside it, which the op itself sizes its
+arrays with (conv.py, conv_fast.py, winograd.py, pooling.py); this file reads them, and which
+path a convolution takes from ``conv_fast.choose_algorithm`` and ``as_conv_applies``.
 
 Notation: N images, C input channels, H x W input size, O output channels, KH x KW kernel,
 OH x OW output size.
@@ -13,100 +14,96 @@ Function keeps only ``Edge`` records of its inputs, autograd/tensor.py), so an a
 the program holds it or an op keeps it for backward. Held for the whole run: the weights, the
 Winograd layers' transformed kernels U (16*O*C each, made on first use), the losses' targets and
 the optimiser's state (L-BFGS: ``history`` pairs (s, y) of image-sized vectors plus a few
-working ones; Adam: two moments; plan.optimizer_state_bytes). One iteration then allocates:
+working ones; Adam: two moments; optim.optimizer_state_bytes). One iteration then allocates:
 - kept until its backward ends: ReLU's boolean mask (1 byte per element), max pooling's uint8
   argmax, the style layers' outputs (Gram keeps F), per style layer G/M - A (N*C*C each; the
   division by a constant M keeps nothing), per content layer F - P, for the total variation its
   two neighbour differences;
 - forward, layer by layer (:func:`forward_peaks`): its input, its output and its work buffers
-  (:func:`conv_memory`), the requested layers' outputs computed so far, and what is kept so far;
-- backward, layer by layer (:func:`backward_peaks`): gy, gx, the work buffers and all that is
-  kept; where a loss reads a layer, its gradient and the one from deeper layers are summed
-  (three arrays at once), and the loss's may wait while the next layer's backward runs.
+  (the op's forward ``*_buffers``), the requested layers' outputs computed so far, and what is
+  kept so far;
+- backward, layer by layer (:func:`backward_peaks`): gy, gx, the work buffers (the op's
+  gradient ``*_buffers``) and all that is kept; where a loss reads a layer, its gradient and the
+  one from deeper layers are summed (three arrays at once), and the loss's waits while the next
+  layer's backward runs.
 The iteration's peak is the largest of these. The estimate is a model, not a measurement:
-bench/bench_iteration.py prints both side by side.
+tests/test_plan_measured.py and bench/bench_iteration.py hold it against measured peaks.
 """
-import numpy as np
+import math
 
-from miniautograd import backend, conv, conv_fast, winograd
+from miniautograd import conv, conv_fast, pooling, winograd
+
+ONE_BYTE = ("argmax", "larger", "mask")   # pooling.py's uint8 argmax and boolean arrays
+
+
+def nbytes(buffers, itemsize):
+    """Bytes of a ``*_buffers`` dict {name: elements}: ``itemsize`` each, ONE_BYTE names 1 each."""
+    return sum(count * (1 if name in ONE_BYTE else itemsize) for name, count in buffers.items())
+
+
+def split(buffers, result, itemsize):
+    """(bytes of the op's ``result`` array, bytes of all its other arrays) of a buffers dict."""
+    others = {name: count for name, count in buffers.items() if name != result}
+    return buffers[result] * itemsize, nbytes(others, itemsize)
 
 
 # -- one layer's buffers ---------------------------------------------------------------------------
-def col_bytes(n, c, h, w, kh, kw, *, chunk, itemsize=4):
-    """Bytes of conv.py's col buffer for a 'same' conv of an (N, C, H, W) input: its largest chunk.
+def conv_memory(x_shape, W_shape, stride, pad, *, chunk, itemsize=4):
+    """The LayerCost memory fields of a convolution of x (N, C, H, W) by W (O, C, KH, KW) as
+    conv_fast.conv2d runs it: the algorithm ``choose_algorithm`` takes, then its buffers.
 
-    The col matrix is built chunk by chunk (whole images, or bands of output rows) in one reused
-    buffer of at most ``chunk`` elements: the first chunk of ``conv.chunks`` is the largest.
+    chunk: the work buffers' size (device.Device.chunk). buffer_bytes: the col buffer or the
+    Winograd bands, shown by --explain; forward_bytes: all that forward allocates but y;
+    backward_bytes: all that the input gradient allocates but gx (grad_bytes: of which gx is a
+    view); kernel_bytes: Winograd's U (16, O, C), made once and held by the network.
     """
-    row_elements = c * kh * kw * w                        # col entries of one output row
-    images, rows = next(conv.chunks(n, h, row_elements, chunk))
-    return (images.stop - images.start) * (rows.stop - rows.start) * row_elements * itemsize
-
-
-def conv_memory(n, c, h, w, o, kh, kw, *, device="cpu", itemsize=4):
-    """The LayerCost memory fields of a 'same' conv (stride 1, pad KH//2) as conv.py runs it.
-
-    The algorithm is conv_fast.choose_algorithm's; its buffers are :func:`_winograd_memory`'s or
-    :func:`_im2col_memory`'s. device: "cpu" or "gpu", where the buffers' chunks differ in size.
-    """
-    pad = (kh // 2, kh // 2, kw // 2, kw // 2)
-    algorithm = conv_fast.choose_algorithm("auto", (o, c, kh, kw), (1, 1), pad)
+    algorithm = conv_fast.choose_algorithm("auto", W_shape, stride, pad)
     if algorithm == "winograd":
-        memory = _winograd_memory(n, c, h, w, o, device=device, itemsize=itemsize)
-    else:
-        memory = _im2col_memory(n, c, h, w, o, kh, kw, device=device, itemsize=itemsize)
-    return dict(algorithm=algorithm, **memory)
+        O, C = W_shape[:2]
+        forward = winograd.winograd_conv_buffers(x_shape, O, pad, chunk=chunk)
+        gy_shape = (x_shape[0], O, *conv.conv2d_shapes(x_shape, W_shape, None, stride, pad))
+        backward = winograd.winograd_grad_input_buffers(gy_shape, C, pad, chunk=chunk)
+        bands = {k: v for k, v in forward.items() if k not in ("y", "uncropped")}
+        _, forward_bytes = split(forward, "y", itemsize)
+        grad, backward_bytes = split(backward, "gx", itemsize)
+        return dict(algorithm=algorithm, buffer_bytes=nbytes(bands, itemsize),
+                    forward_bytes=forward_bytes, backward_bytes=backward_bytes, grad_bytes=grad,
+                    kernel_bytes=16 * O * C * itemsize)
+    forward = conv.conv2d_forward_buffers(x_shape, W_shape, stride, pad, chunk=chunk)
+    _, forward_bytes = split(forward, "y", itemsize)
+    grad, backward_bytes = _im2col_grad_input(x_shape, W_shape, stride, pad, chunk, itemsize)
+    return dict(algorithm=algorithm, buffer_bytes=forward["col"] * itemsize,
+                forward_bytes=forward_bytes, backward_bytes=backward_bytes, grad_bytes=grad)
 
 
-def _winograd_memory(n, c, h, w, o, *, device, itemsize):
-    """Winograd (3x3, C and O >= 128): forward holds y and the band buffers
-    (winograd.band_shapes of (C, O)), backward gx and those of (O, C) (gy's flip is a view);
-    an odd size adds the uncropped (N, O, 2*ceil(OH/2), 2*ceil(OW/2)) array."""
-    chunk = backend.CHUNK_ELEMENTS[device]
-    uncropped = 0 if h % 2 == 0 and w % 2 == 0 else n * (h + h % 2) * (w + w % 2) * itemsize
-    bands = [sum(int(np.prod(s)) for s in winograd.band_shapes(a, b, h, w, chunk).values())
-             * itemsize
-             for a, b in ((c, o), (o, c))]
-    return dict(buffer_bytes=bands[0], forward_bytes=bands[0] + o * uncropped,
-                backward_bytes=bands[1] + c * uncropped, grad_bytes=n * c * h * w * itemsize,
-                kernel_bytes=16 * o * c * itemsize)
+def _im2col_grad_input(x_shape, W_shape, stride, pad, chunk, itemsize):
+    """(gx bytes, other bytes) of an im2col layer's input gradient: a convolution of gy where
+    conv_fast.as_conv_applies, else col2im (gx is a view of the padded gxpad: all of it counts)."""
+    if conv_fast.as_conv_applies(W_shape, stride, pad):
+        gy_shape = (x_shape[0], W_shape[0], *conv.conv2d_shapes(x_shape, W_shape, None, stride,
+                                                                  pad))
+        buffers = conv_fast.grad_input_as_conv_buffers(gy_shape, W_shape, pad, chunk=chunk)
+        return split(buffers, "gx", itemsize)
+    buffers = conv.conv2d_grad_input_buffers(x_shape, W_shape, stride, pad, chunk=chunk)
+    return split(buffers, "gxpad", itemsize)
 
 
-def _im2col_memory(n, c, h, w, o, kh, kw, *, device, itemsize):
-    """im2col: forward holds y, the padded input (N, C, H+2p, W+2p) and the col buffer; backward,
-    when conv_fast.as_conv_applies, the padded gy (N, O, H+2p, W+2p), its col buffer and the flipped
-    W, else (col2im) the padded gx (gx is a view of it) and the gcol buffer, the size of col."""
-    pad = (kh // 2, kh // 2, kw // 2, kw // 2)
+POOL_BUFFERS = {"avg": (pooling.avg_pool2d_forward_buffers, pooling.avg_pool2d_grad_input_buffers),
+                "max": (pooling.max_pool2d_forward_buffers, pooling.max_pool2d_grad_input_buffers)}
 
-    def padded(channels):
-        return n * channels * (h + 2 * pad[0]) * (w + 2 * pad[2]) * itemsize
 
-    chunk = backend.CHUNK_ELEMENTS[device]
-    col = col_bytes(n, c, h, w, kh, kw, chunk=chunk, itemsize=itemsize)
-    if conv_fast.as_conv_applies((o, c, kh, kw), (1, 1), pad):
-        backward = padded(o) + col_bytes(n, o, h, w, kh, kw, chunk=chunk, itemsize=itemsize)
-        backward, grad = backward + o * c * kh * kw * itemsize, n * c * h * w * itemsize
-    else:
-        backward, grad = col, padded(c)
-    return dict(buffer_bytes=col, forward_bytes=padded(c) + col, backward_bytes=backward,
+def pool_memory(x_shape, kernel, stride, pad, *, pooling, itemsize=4):
+    """The LayerCost memory fields of an average or max pool of x (N, C, H, W), from
+    pooling.py's buffers: saved_bytes, what it keeps for backward (max: the argmax);
+    forward_bytes, the rest of its forward's arrays but y; backward_bytes, its gradient's but
+    gxpad (grad_bytes: gx is a view of it)."""
+    forward_buffers, grad_buffers = POOL_BUFFERS[pooling]
+    forward = forward_buffers(x_shape, kernel, stride, pad)
+    saved = nbytes({"argmax": forward.pop("argmax", 0)}, itemsize)
+    _, forward_bytes = split(forward, "y", itemsize)
+    grad, backward_bytes = split(grad_buffers(x_shape, kernel, stride, pad), "gxpad", itemsize)
+    return dict(saved_bytes=saved, forward_bytes=forward_bytes, backward_bytes=backward_bytes,
                 grad_bytes=grad)
-
-
-def pool_memory(n, c, h, w, oh, ow, *, pooling, pool_pad, itemsize=4):
-    """The LayerCost memory fields of a 2x2 pool of (N, C, H, W) into (N, C, OH, OW).
-
-    Forward: the padded input copy (none without padding); max pooling adds its uint8 argmax
-    (kept) and a boolean comparison per window offset. Backward: the padded gx (gx views it) and
-    gy / 4 (average), or gy * (argmax == k) and its boolean mask (max).
-    """
-    padded = n * c * (h + pool_pad[0] + pool_pad[1]) * (w + pool_pad[2] + pool_pad[3]) * itemsize
-    copy = padded if any(pool_pad) else 0
-    outputs = n * c * oh * ow
-    if pooling == "max":
-        return dict(saved_bytes=outputs, forward_bytes=copy + outputs,
-                    backward_bytes=outputs * (itemsize + 1), grad_bytes=padded)
-    return dict(saved_bytes=0, forward_bytes=copy, backward_bytes=outputs * itemsize,
-                grad_bytes=padded)
 
 
 # -- the whole iteration ---------------------------------------------------------------------------
@@ -134,10 +131,10 @@ def backward_peaks(layers, kept, loss_layers, *, image_bytes):
     ``kept``: all that is kept until backward ends. Then gy (the loss's gradient at the deepest
     layer, else the gx of the layer after), gx and the work buffers. Where a loss reads a layer
     L above the deepest, the engine sums its gradient and the gx of L + 1: three arrays at once.
-    Which of the two comes first varies from run to run (functions of equal generation run in
-    the order of their ids, autograd/tensor.py): the model takes the dearer order, the loss's
-    gradient waiting while L + 1's backward runs. The first layer adds the image's gradient and,
-    from the total variation, a second image-sized one.
+    The order is fixed (autograd/tensor.py: among functions of equal generation, the one
+    recorded last runs first): the loss reading L is recorded after the whole network, so its
+    gradient comes first and waits while L + 1's backward runs. The first layer adds the image's
+    gradient and, from the total variation, a second image-sized one.
     """
     peaks, gy = [], layers[-1].out_bytes
     for i in reversed(range(len(layers))):
@@ -179,5 +176,5 @@ def memory_peaks(layers, style_layers, content_layers, image_shape, *, itemsize=
     kept = saved + sum(by_name[name].out_bytes for name in set(style_layers)) + losses
     forward = forward_peaks(layers, requested)
     forward[-1] = max(forward[-1], saved + sum(by_name[n].out_bytes for n in requested) + losses)
-    image = int(np.prod(image_shape)) * itemsize
+    image = math.prod(image_shape) * itemsize
     return targets, kept, forward, backward_peaks(layers, kept, requested, image_bytes=image)

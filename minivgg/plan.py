@@ -1,15 +1,14 @@
 """The cost model: what one style-transfer iteration costs, worked out before running it.
 
 Used by ``python -m minivgg.stylize CONTENT STYLE --explain`` (explain.py prints the plan) and
-by the memory check before a real run (:func:`check_memory`). Pure arithmetic on VGG-19's conv
-shapes, the image size, the deepest layer used and the pooling; it relies on NumPy, on memory.py
-for the bytes (which follows conv.py's and winograd.py's own rules) and on machine.py for the
-free RAM or GPU memory the check compares against.
+by the memory check before a real run (fits.py). Pure arithmetic on the network's
+own layers (``net.layers``: each conv's shape, each pool's kernel, stride and padding, and
+``net.pooling``), the image size and the layers the losses read; memory.py gives the bytes
+(from the ops' own ``*_buffers`` functions), device.py the size of the work buffers.
 
 Notation: N images, C input channels, H x W input size, O output channels, KH x KW kernel,
 OH x OW output size. VGG's convolutions are 3x3 with stride 1 and padding 1, so OH = H, OW = W;
-its 2x2 pools with stride 2 halve H and W, rounding up: the published file pads them by one row
-at the bottom and one column at the right (Caffe's ceil mode; no effect on even sizes).
+its 2x2 pools with stride 2 halve H and W, rounding up with the current file's [0 1 0 1] pad.
 
 Multiply-adds. A convolution takes, for each of the N*OH*OW output positions and each of the O
 output channels, a dot product of length C*KH*KW:  MACs = N * OH * OW * O * C * KH * KW.
@@ -22,23 +21,19 @@ and the losses are a few operations per element: not counted, except the Gram ma
 style layers (N * C * C * H*W multiply-adds each way), shown on their own line.
 
 Memory: one iteration's peak, layer by layer, forward and backward, and the losses' targets are
-memory.py's model (what each op keeps for backward, each conv's work buffers); this file adds
-what the whole run holds besides: the weights, Winograd's transformed kernels (their size is
-conv_memory's) and the optimiser's state (:func:`optimizer_state_bytes`).
+memory.py's model; this file adds what the whole run holds besides: the weights, Winograd's
+transformed kernels and the optimiser's state (optim.optimizer_state_bytes).
 """
+import math
 from dataclasses import dataclass
 
-import numpy as np
+from miniautograd import conv, pooling
 
+from .device import Device
 from .errors import UserError
-from .explain import format_bytes
-from .machine import available_memory_bytes
 from .memory import conv_memory, memory_peaks, pool_memory
 from .optim import optimizer_state_bytes
-
-POOL = 2                    # VGG's pools: 2x2 windows, stride 2,
-VGG_POOL_PAD = (0, 1, 0, 1)  # padded (top, bottom, left, right) as in the published file
-GIB = 1024 ** 3
+from .vgg import check_layer_names
 
 
 @dataclass(frozen=True)
@@ -50,7 +45,7 @@ class LayerCost:
     macs: int              # forward multiply-adds (0 for ReLU and pooling)
     out_bytes: int         # the output array
     saved_bytes: int       # kept by the op until backward ends: ReLU's mask, max pool's argmax
-    algorithm: str = ""    # a conv's: "im2col" or "winograd" (conv.choose_algorithm)
+    algorithm: str = ""    # a conv's: "im2col" or "winograd" (conv_fast.choose_algorithm)
     buffer_bytes: int = 0  # a conv's forward work buffers: the col buffer, or Winograd's bands
     forward_bytes: int = 0   # transient in forward, beyond its input, output and saved
     backward_bytes: int = 0  # transient in backward, beyond gy and gx
@@ -117,133 +112,137 @@ class IterationPlan:
                 + self.iteration_bytes)
 
 
-def vgg_layer_sequence(conv_names):
-    """[(name, kind)] in network order: each conv followed by its ReLU, a pool closing each block.
+def conv_weight_shape(spec):
+    """W's (O, C, KH, KW) of a conv LayerSpec, whose kernel is the file's (KH, KW, C, O)."""
+    kh, kw, c, o = spec.kernel
+    return (o, c, kh, kw)
 
-    The blocks are read from MatConvNet's names, ``conv{block}_{index}``; ``pool{block}`` follows
-    the last conv of every block, as in VGG-19.
+
+def layer_costs(net, size, *, deepest, batch=1, itemsize=4, device="cpu"):
+    """The LayerCost of every layer of ``net.layers`` from the input down to ``deepest``.
+
+    net: a VGG19, or anything with its ``layers`` (LayerSpecs in network order) and
+    ``pooling`` ("avg" or "max"); size: (H, W); device: "cpu" or "gpu" (device.py), whose
+    convolution buffers differ in size. The pools are the specs' own (kernel, stride, pad).
     """
-    sequence, block = [], None
-    for name in conv_names:
-        if not name.startswith("conv") or "_" not in name:
-            raise ValueError(f"plan: conv layers must be named conv<block>_<index>; got {name!r}")
-        this_block = name[len("conv"):].split("_")[0]
-        if block is not None and this_block != block:
-            sequence.append((f"pool{block}", "pool"))
-        sequence += [(name, "conv"), ("relu" + name[len("conv"):], "relu")]
-        block = this_block
-    return sequence + [(f"pool{block}", "pool")]
-
-
-def layer_costs(conv_shapes, size, *, deepest="relu5_1", pooling="avg", pool_pad=VGG_POOL_PAD,
-                batch=1, itemsize=4, device="cpu"):
-    """The LayerCost of every layer from the input down to ``deepest`` (included).
-
-    conv_shapes: [(name, (O, C, KH, KW))] as ``net.conv_shapes()`` gives; size: (H, W);
-    pool_pad: the pools' (top, bottom, left, right) padding; device: "cpu" or "gpu", where
-    conv.py's and winograd.py's buffers differ in size.
-    """
-    sequence = vgg_layer_sequence([name for name, _ in conv_shapes])
-    _check_deepest(deepest, [name for name, _ in sequence])
-    _check_fits_in_pools(size, deepest, sequence, pool_pad)
-    shapes, costs = dict(conv_shapes), []
-    x_shape = (batch, conv_shapes[0][1][1], *size)          # (N, C, H, W) of the layer's input
-    for name, kind in sequence:
-        if kind == "conv":
-            cost = _conv_cost(name, shapes[name], x_shape, itemsize=itemsize, device=device)
-        elif kind == "relu":
-            cost = _relu_cost(name, x_shape, itemsize=itemsize)
+    layers = layers_to(net, deepest)
+    check_reaches(layers, size)
+    chunk, costs = Device(device).chunk, []
+    x_shape = (batch, conv_weight_shape(layers[0])[1], *size)    # (N, C, H, W) of the input
+    for spec in layers:
+        if spec.kind == "conv":
+            cost = _conv_cost(spec, x_shape, itemsize=itemsize, chunk=chunk)
+        elif spec.kind == "relu":
+            cost = _relu_cost(spec.name, x_shape, itemsize=itemsize)
         else:
-            cost = _pool_cost(name, x_shape, pooling=pooling, pool_pad=pool_pad,
-                              itemsize=itemsize)
+            cost = _pool_cost(spec, x_shape, pooling=net.pooling, itemsize=itemsize)
         costs.append(cost)
-        if name == deepest:
-            return costs
-        x_shape = cost.shape                                # this output is the next input
-    raise AssertionError("unreachable: deepest was checked")
+        x_shape = cost.shape                                    # this output is the next input
+    return costs
 
 
-def _conv_cost(name, W_shape, x_shape, *, itemsize, device):
-    """A 'same' conv's LayerCost: (N, C, H, W) in, (N, O, H, W) out, N*H*W*O*C*KH*KW MACs."""
-    (o, c_in, kh, kw), (n, c, h, w) = W_shape, x_shape
+def _conv_cost(spec, x_shape, *, itemsize, chunk):
+    """A conv's LayerCost: (N, C, H, W) in, (N, O, OH, OW) out, N*OH*OW*O*C*KH*KW MACs."""
+    (o, c_in, kh, kw), (n, c, _, _) = conv_weight_shape(spec), x_shape
     if c_in != c:
-        raise ValueError(f"plan: {name} expects {c_in} input channels but gets {c}")
-    memory = conv_memory(n, c, h, w, o, kh, kw, device=device, itemsize=itemsize)
-    return LayerCost(name, "conv", (n, o, h, w), n * h * w * o * c * kh * kw,
-                     n * o * h * w * itemsize, saved_bytes=0, **memory)
+        raise ValueError(f"plan: {spec.name} expects {c_in} input channels but gets {c}")
+    W_shape = (o, c, kh, kw)
+    oh, ow = conv.conv2d_shapes(x_shape, W_shape, None, spec.stride, spec.pad)
+    memory = conv_memory(x_shape, W_shape, spec.stride, spec.pad, chunk=chunk, itemsize=itemsize)
+    return LayerCost(spec.name, "conv", (n, o, oh, ow), n * oh * ow * o * c * kh * kw,
+                     n * o * oh * ow * itemsize, saved_bytes=0, **memory)
 
 
 def _relu_cost(name, x_shape, *, itemsize):
-    """A ReLU's LayerCost: same shape in and out, its boolean mask kept (1 byte per element)."""
-    out = int(np.prod(x_shape))
+    """A ReLU's LayerCost: same shape in and out, its boolean mask kept (1 byte per element),
+    gx = gy * mask its only gradient array (autograd/activation.py)."""
+    out = math.prod(x_shape)
     return LayerCost(name, "relu", tuple(x_shape), 0, out * itemsize, saved_bytes=out,
                      grad_bytes=out * itemsize)
 
 
-def _pool_cost(name, x_shape, *, pooling, pool_pad, itemsize):
-    """A 2x2, stride-2 pool's LayerCost: (N, C, H, W) in, (N, C, OH, OW) out."""
-    n, c, h, w = x_shape
-    oh, ow = pooled(h, pool_pad[:2]), pooled(w, pool_pad[2:])
-    memory = pool_memory(n, c, h, w, oh, ow, pooling=pooling, pool_pad=pool_pad,
-                         itemsize=itemsize)
-    return LayerCost(name, "pool", (n, c, oh, ow), 0, n * c * oh * ow * itemsize, **memory)
+def _pool_cost(spec, x_shape, *, pooling, itemsize):
+    """A pool's LayerCost, with the spec's kernel, stride and pad: (N, C, H, W) in,
+    (N, C, OH, OW) out."""
+    kernel, stride, pad, (oh, ow) = pool_geometry(spec, x_shape)
+    memory = pool_memory(x_shape, kernel, stride, pad, pooling=pooling, itemsize=itemsize)
+    n, c = x_shape[:2]
+    return LayerCost(spec.name, "pool", (n, c, oh, ow), 0, n * c * oh * ow * itemsize, **memory)
 
 
-def pooled(side, pads):
-    """A side's length after a 2x2, stride-2 pool padded by ``pads`` = (before, after).
+def pool_geometry(spec, x_shape):
+    """(kernel, stride, pad, (OH, OW)) of a pool LayerSpec on an (N, C, H, W) input."""
+    return pooling.pool_args(x_shape, spec.kernel, spec.stride, spec.pad, op=spec.name)
 
-    1 + (side + before + after - 2) // 2: side // 2 without padding; rounding up (Caffe's ceil
-    mode) with VGG's (0, 1). 0 when the padded side is shorter than the window.
+
+# -- which layers, and the smallest image that reaches them ---------------------------------------
+def deepest_layer(net, names):
+    """The deepest of the layer ``names`` in ``net.layers`` (UserError for an unknown one)."""
+    order = [spec.name for spec in net.layers]
+    check_layer_names(names, order)
+    return max(names, key=order.index)
+
+
+def layers_to(net, deepest):
+    """net.layers from the first down to ``deepest`` (included): those a forward to it runs."""
+    order = [spec.name for spec in net.layers]
+    check_layer_names([deepest], order)
+    return net.layers[:order.index(deepest) + 1]
+
+
+def pixels_needed(layers):
+    """The smallest side an image needs to run through ``layers`` (LayerSpecs in order):
+    2^pools for VGG-19's 2x2, stride-2 pools (16 px down to relu5_1).
+
+    Walked back from one output pixel: n outputs of a window K, stride S need (n-1)*S + K inputs,
+    less a convolution's padding ("same" 3x3 convolutions keep the size). A pool's padding is not
+    counted, so every pool window lies wholly in the image, and the answer is the same for both
+    layouts of the weights file (one pads its pools [0 1 0 1], the other not at all).
     """
-    padded = side + pads[0] + pads[1]
-    return 0 if padded < POOL else 1 + (padded - POOL) // POOL
+    need = [1, 1]                                               # rows, columns
+    for spec in reversed(layers):
+        if spec.kind in ("conv", "pool"):
+            kernel = conv_weight_shape(spec)[2:] if spec.kind == "conv" else spec.kernel
+            pads = spec.pad if spec.kind == "conv" else (0, 0, 0, 0)
+            need = [max(1, (n - 1) * s + k - before - after) for n, s, k, before, after
+                    in zip(need, spec.stride, kernel, pads[::2], pads[1::2])]
+    return max(need)
 
 
-def _check_deepest(deepest, names):
-    if deepest not in names:
-        raise UserError(f"there is no layer {deepest!r} in this network; use one of "
-                        f"{', '.join(names)}")
+def check_reaches(layers, size):
+    """UserError when an image of ``size`` (H, W) is smaller than pixels_needed(layers)."""
+    need = pixels_needed(layers)
+    if min(size) < need:
+        raise UserError(f"a {size[1]}x{size[0]} image is too small to reach {layers[-1].name}, "
+                        f"which needs at least {need} pixels on each side; use a larger --size")
 
 
-def _check_fits_in_pools(size, deepest, sequence, pool_pad):
-    names = [name for name, _ in sequence]
-    pools = sum(kind == "pool" for _, kind in sequence[:names.index(deepest)])
+def plan_iteration(net, size, *, style_layers=(), content_layers=(), deepest=None, batch=1,
+                   itemsize=4, optimizer="lbfgs", history=10, device="cpu"):
+    """The IterationPlan of one iteration at ``size`` = (H, W) of the network ``net``.
 
-    def reaches(side, pads):
-        for _ in range(pools):
-            side = pooled(side, pads)
-        return side > 0
-
-    if not (reaches(size[0], pool_pad[:2]) and reaches(size[1], pool_pad[2:])):
-        need = next(side for side in range(1, POOL ** pools + 1)
-                    if reaches(side, pool_pad[:2]) and reaches(side, pool_pad[2:]))
-        raise UserError(f"a {size[0]}x{size[1]} image is too small to reach {deepest}, which "
-                        f"needs at least {need} pixels on each side; use a larger --size")
-
-
-def plan_iteration(conv_shapes, size, *, deepest="relu5_1", pooling="avg", pool_pad=VGG_POOL_PAD,
-                   batch=1, itemsize=4, style_layers=(), content_layers=(), optimizer="lbfgs",
-                   history=10, device="cpu"):
-    """The IterationPlan of one iteration at ``size`` = (H, W), down to ``deepest``.
-
-    style_layers, content_layers: the layers the losses read (Gram matrices, their memory);
-    device: "cpu" or "gpu", where conv.py's and winograd.py's buffers differ in size.
+    net: a VGG19 (or its ``layers`` and ``pooling``); style_layers, content_layers: the layers
+    the losses read (Gram matrices, their memory); deepest: where the forward stops, by default
+    the deepest of those (as VGG19.__call__ stops); device: "cpu" or "gpu" (device.py).
     """
-    if pooling not in ("avg", "max"):
-        raise ValueError(f"plan: pooling must be 'avg' or 'max', not {pooling!r}")
-    layers = layer_costs(conv_shapes, size, deepest=deepest, pooling=pooling, pool_pad=pool_pad,
-                         batch=batch, itemsize=itemsize, device=device)
+    loss_layers = [*style_layers, *content_layers]
+    if deepest is None:
+        if not loss_layers:
+            raise ValueError("plan_iteration: give the loss layers, or deepest")
+        deepest = deepest_layer(net, loss_layers)
+    layers = layer_costs(net, size, deepest=deepest, batch=batch, itemsize=itemsize,
+                         device=device)
     by_name = {layer.name: layer for layer in layers}
-    _check_loss_layers([*style_layers, *content_layers], by_name, deepest)
-    image_shape = (batch, conv_shapes[0][1][1], *size)     # (N, C, H, W) of the image
+    _check_loss_layers(loss_layers, by_name, deepest)
+    image_shape = (batch, conv_weight_shape(net.layers[0])[1], *size)   # (N, C, H, W)
     targets, kept, forward, backward = memory_peaks(layers, style_layers, content_layers,
                                                     image_shape, itemsize=itemsize)
-    image = int(np.prod(image_shape)) * itemsize
+    image = math.prod(image_shape) * itemsize
+    weights = [conv_weight_shape(spec) for spec in net.layers if spec.kind == "conv"]
     return IterationPlan(
-        tuple(size), batch, deepest, pooling, itemsize, tuple(layers), tuple(style_layers),
+        tuple(size), batch, deepest, net.pooling, itemsize, tuple(layers), tuple(style_layers),
         gram_macs=sum(n * c * c * h * w for n, c, h, w in (by_name[s].shape for s in style_layers)),
-        image_bytes=image,
-        weight_bytes=sum((o * c * kh * kw + o) * itemsize for _, (o, c, kh, kw) in conv_shapes),
+        image_bytes=image, weight_bytes=sum((math.prod(W) + W[0]) * itemsize for W in weights),
         kernel_bytes=sum(la.kernel_bytes for la in layers), target_bytes=targets,
         kept_bytes=kept, forward_peaks=tuple(forward), backward_peaks=tuple(backward),
         state_bytes=optimizer_state_bytes(image // itemsize, optimizer=optimizer,
@@ -256,49 +255,3 @@ def _check_loss_layers(names, by_name, deepest):
     if missing:
         raise UserError(f"the layer {missing[0]} is deeper than {deepest}; use {deepest} or a "
                         "shallower layer for the losses")
-
-
-# -- sizes that fit, and the check before a run ----------------------------------------------------
-def scaled_size(size, longest):
-    """(H, W) scaled so that its longer side is ``longest`` pixels, keeping the aspect ratio."""
-    scale = longest / max(size)
-    return tuple(max(1, round(side * scale)) for side in size)
-
-
-def largest_size_that_fits(conv_shapes, available_bytes, *, shape=(1, 1), **options):
-    """The longest side (pixels) whose plan's peak memory fits in ``available_bytes``; 0 if none.
-
-    shape: the image's (H, W), for its aspect ratio; options: those of :func:`plan_iteration`.
-    Bisection: the peak grows with the size.
-    """
-    def fits(longest):
-        try:
-            plan = plan_iteration(conv_shapes, scaled_size(shape, longest), **options)
-        except UserError:           # too small to reach the deepest layer
-            return False
-        return plan.peak_bytes <= available_bytes
-
-    low, high = 0, 1 << 16                          # fits(low) holds (or low == 0); fits(high) not
-    while high - low > 1:
-        middle = (low + high) // 2
-        low, high = (middle, high) if fits(middle) else (low, middle)
-    return low
-
-
-def check_memory(conv_shapes, size, *, device="cpu", available=None, **options):
-    """Raise UserError if one iteration at ``size`` is estimated not to fit; return the plan.
-
-    available: free bytes (measured with :func:`available_memory_bytes` when None; no check at
-    all when the system does not say). options: those of :func:`plan_iteration`.
-    """
-    plan = plan_iteration(conv_shapes, size, device=device, **options)
-    if available is None:
-        available = available_memory_bytes(device)
-    if available is None or plan.peak_bytes <= available:
-        return plan
-    where = "GPU memory" if device == "gpu" else "RAM"
-    longest = largest_size_that_fits(conv_shapes, available, shape=size, device=device, **options)
-    advice = f"use --size {longest} or less" if longest else "free some memory"
-    raise UserError(f"one iteration at {size[1]}x{size[0]} needs about "
-                    f"{format_bytes(plan.peak_bytes)} but only {format_bytes(available)} of "
-                    f"{where} is free; {advice}")

@@ -69,11 +69,10 @@ class VGG19:
     def check_layers(self, layers):
         """The requested names as a list (a single name allowed); UserError for unknown ones."""
         names = [layers] if isinstance(layers, str) else list(layers)
-        unknown = [name for name in names if name not in self.layer_names]
-        if unknown or not names:
-            shown = ", ".join(map(repr, unknown)) or "(none given)"
-            raise UserError(f"unknown VGG-19 layer {shown}; valid layers are "
+        if not names:
+            raise UserError(f"no VGG-19 layer was requested; use some of "
                             f"{', '.join(self.layer_names)}")
+        check_layer_names(names, self.layer_names)
         return names
 
     def apply(self, spec, h):
@@ -108,9 +107,23 @@ class VGG19:
         return self
 
 
-def check_pooling(pooling):
-    if pooling not in ("avg", "max"):
-        raise UserError(f"pooling must be 'avg' or 'max', not {pooling!r}")
+POOLINGS = ("avg", "max")     # the pooling kinds VGG19 runs its pools with
+
+
+def check_pooling(pooling, *, what="pooling"):
+    """UserError unless ``pooling`` is one of POOLINGS: the one check of a pooling kind."""
+    if pooling not in POOLINGS:
+        raise UserError(f"{what} must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+
+
+def check_layer_names(names, valid=VGG19_LAYERS, *, what=""):
+    """UserError naming the first of ``names`` not in ``valid`` (a network's layer names, in
+    order): the one check of layer names. ``what``: the option they came from, e.g.
+    "--style-layers", to start the sentence with."""
+    for name in names:
+        if name not in valid:
+            raise UserError(f"{what + ': ' if what else ''}there is no layer {name!r} in VGG-19; "
+                            f"use one of {', '.join(valid)}")
 
 
 def random_vgg19(*, pooling="avg", seed=0, channels=VGG19_CHANNELS):

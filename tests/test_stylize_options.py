@@ -1,5 +1,6 @@
 """stylize's options: parsing, defaults, and every bad setting refused in one sentence, exit 2,
-with nothing written and no input touched. Most refusals happen before the network is built."""
+with nothing written and no input touched. Most refusals happen before the network is built; the
+images' sizes are checked against its layers once it is."""
 import math
 import os
 
@@ -11,7 +12,8 @@ import miniautograd as ag
 import minivgg
 from minivgg.errors import UserError
 from minivgg.stylize.__main__ import main
-from minivgg.stylize.options import Options, parse_args, vgg19_layer_names
+from minivgg.matfile import VGG19_LAYERS
+from minivgg.stylize.options import Options, parse_args
 
 
 def write_image(path, size=(40, 32), mode="RGB", seed=0):
@@ -59,7 +61,7 @@ def test_lists_several_styles_and_options_between_images():
 
 
 def test_layer_names_are_vgg19s():
-    names = vgg19_layer_names()
+    names = list(VGG19_LAYERS)
     assert len(names) == 37 and names[:5] == ["conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1"]
     assert names.index("pool4") < names.index("conv5_1") and names[-1] == "pool5"
 
@@ -128,17 +130,24 @@ def test_decompression_bomb_says_what_to_do(capsys, images, tmp_path):
 def test_images_too_small_for_the_network_give_the_minimum(capsys, images, tmp_path):
     content, style = images
     write_image(tmp_path / "tiny.png", size=(8, 8))
-    line = refused(capsys, [tmp_path / "tiny.png", style], tmp_path)
+    # checked against the network's own layers, so after it is loaded: --weights random keeps
+    # the fallback's notice out of the one line
+    line = refused(capsys, [tmp_path / "tiny.png", style, "--weights", "random"], tmp_path)
     assert "8x8 pixels" in line and "at least 16 pixels" in line and "relu5_1" in line
-    line = refused(capsys, [content, style, "--size", "12"], tmp_path)
+    line = refused(capsys, [content, style, "--size", "12", "--weights", "random"], tmp_path)
     assert "after resizing" in line and "at least 16 pixels" in line
 
 
 def test_pixels_needed_counts_the_pools_down_to_the_deepest_layer():
-    from minivgg.stylize.prepare import pixels_needed
-    assert pixels_needed(["relu1_1"]) == 1 and pixels_needed(["pool1"]) == 2
-    assert pixels_needed(["relu1_1", "relu3_1"]) == 4 and pixels_needed(["relu5_1"]) == 16
-    assert pixels_needed(["pool5"]) == 32
+    from minivgg.plan import deepest_layer, layers_to, pixels_needed
+    from minivgg.vgg import random_vgg19
+    net = random_vgg19(channels=(4,) * 16)
+
+    def needed(names):
+        return pixels_needed(layers_to(net, deepest_layer(net, names)))
+    assert needed(["relu1_1"]) == 1 and needed(["pool1"]) == 2
+    assert needed(["relu1_1", "relu3_1"]) == 4 and needed(["relu5_1"]) == 16
+    assert needed(["pool5"]) == 32
 
 
 def test_output_that_is_an_input_or_unwritable(capsys, images, tmp_path):
@@ -209,9 +218,9 @@ def test_api_takes_the_same_options_and_refuses_unknown_ones(images):
 
 def test_memory_check_refuses_with_the_estimate_and_a_size_that_fits(capsys, images, tmp_path,
                                                                      monkeypatch):
-    import minivgg.plan
+    from minivgg.device import Device
     content, style = images
-    monkeypatch.setattr(minivgg.plan, "available_memory_bytes", lambda device="cpu": 300 * 2 ** 20)
+    monkeypatch.setattr(Device, "free_bytes", lambda self: 300 * 2 ** 20)
     line = refused(capsys, [content, style, "--weights", "random", "--size", "512"], tmp_path)
     assert "one iteration at 512x410 needs about" in line and "300.0 MiB" in line
     assert "use --size" in line
@@ -234,9 +243,9 @@ def test_memory_check_runs_before_any_image_is_resized(capsys, images, tmp_path,
     first would take 8 GiB (and once let the kernel kill the run with no message), and the free
     memory measured after it made the suggested size depend on the --size asked for."""
     import minivgg.image
-    import minivgg.plan
+    from minivgg.device import Device
     content, style = images
-    monkeypatch.setattr(minivgg.plan, "available_memory_bytes", lambda device="cpu": 2 * 2 ** 30)
+    monkeypatch.setattr(Device, "free_bytes", lambda self: 2 * 2 ** 30)
 
     def no_resize(array, shape):
         raise AssertionError(f"resized to {shape} before the memory check")
@@ -251,3 +260,44 @@ def test_memory_check_runs_before_any_image_is_resized(capsys, images, tmp_path,
 def test_demo_shapes_are_known_before_drawing():
     from minivgg import demo
     assert demo.demo_content_shape(40) == demo.demo_content(40).shape[:2] == (30, 40)
+
+
+def test_memory_check_counts_the_content_loss(capsys, images, tmp_path, monkeypatch):
+    """Bug: plan_options left out content_layers, so the check missed the content loss's target
+    P and its kept F - P: a budget one byte short of the full plan passed."""
+    from minivgg import plan
+    from minivgg.device import Device
+    from minivgg.stylize.options import validate
+    from minivgg.stylize.prepare import prepare
+    from minivgg.vgg import random_vgg19
+    content, style = images                                    # both 40x32: 48x38 at --size 48
+    full = plan.plan_iteration(random_vgg19(), (38, 48), style_layers=Options().style_layers,
+                               content_layers=["relu4_2"])
+    monkeypatch.setattr(Device, "free_bytes", lambda self: full.peak_bytes - 1)
+    opts = validate(Options(content=content, style=[style], weights="random", size=48,
+                            quiet=True))
+    with pytest.raises(UserError, match="one iteration at 48x38 needs about"):
+        prepare(opts)
+
+
+def test_explain_plans_on_the_device_of_the_run(images, monkeypatch):
+    """Bug: plan_text left out the device, so --explain --device gpu showed CPU buffer sizes."""
+    from minivgg import machine, plan
+    from minivgg.device import Device
+    from minivgg.explain import format_bytes
+    from minivgg.stylize.options import validate
+    from minivgg.stylize.prepare import plan_text, prepare
+    content, style = images
+    opts = validate(Options(content=content, style=[style], weights="random", size=400,
+                            quiet=True, explain=True))
+    job = prepare(opts)
+    job.device = Device("gpu")                                 # planned only: nothing runs there
+    monkeypatch.setattr(Device, "array_module", lambda self: np)
+    monkeypatch.setattr(machine, "measure_matmul_gflops", lambda xp: 100.0)
+    options = dict(style_layers=opts.style_layers, content_layers=opts.content_layers)
+    on = {name: plan.plan_iteration(job.net, job.content.shape[:2], device=name, **options)
+          for name in ("cpu", "gpu")}
+    assert on["gpu"].peak_bytes > on["cpu"].peak_bytes         # larger chunks on the GPU
+    text = plan_text(opts, job)
+    assert f"peak memory estimate                  {format_bytes(on['gpu'].peak_bytes)}" in text
+    assert "this GPU's measured" in text

@@ -11,13 +11,9 @@ import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import device
 from ..errors import UserError
-from ..matfile import VGG19_LAYERS
-
-
-def vgg19_layer_names():
-    """conv1_1, relu1_1, ..., pool5: every layer whose response the losses can use, in order."""
-    return list(VGG19_LAYERS)
+from ..vgg import check_layer_names, check_pooling
 
 
 @dataclass
@@ -140,28 +136,28 @@ def check_number(name, value, *, positive):
 
 
 def _check_choices(opts):
-    for name, choices in (("optimizer", ("lbfgs", "adam")), ("pooling", ("avg", "max")),
-                          ("device", ("auto", "cpu", "gpu"))):
-        if getattr(opts, name) not in choices:
-            raise UserError(f"{flag(name)} must be one of {', '.join(choices)}, not "
-                            f"{getattr(opts, name)!r}")
+    check_choice("optimizer", opts.optimizer, ("lbfgs", "adam"))
+    check_pooling(opts.pooling, what=flag("pooling"))
+    check_choice("device", opts.device, device.CHOICES)
     if not isinstance(opts.init, (str, Path)) or str(opts.init) == "":
         raise UserError(f"--init must be content, noise, style or an image path, not {opts.init!r}")
 
 
 def _check_layers(opts):
-    valid = vgg19_layer_names()
     for name in ("content_layers", "style_layers"):
         layers = getattr(opts, name)
         if isinstance(layers, str) or not isinstance(layers, (list, tuple)) or not layers:
             raise UserError(f"{flag(name)} must list at least one layer, e.g. relu4_2")
-        for layer in layers:
-            if layer not in valid:
-                raise UserError(f"{flag(name)}: there is no layer {layer!r} in VGG-19; use "
-                                f"one of {', '.join(valid)}")
+        check_layer_names(layers, what=flag(name))
         if len(set(layers)) != len(layers):
             raise UserError(f"{flag(name)} names a layer twice ({', '.join(layers)}); list each "
                             "layer once")
+
+
+def check_choice(name, value, choices):
+    """UserError unless the option ``name`` is one of ``choices``."""
+    if value not in choices:
+        raise UserError(f"{flag(name)} must be one of {', '.join(choices)}, not {value!r}")
 
 
 def flag(name):

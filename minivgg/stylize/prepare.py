@@ -1,8 +1,9 @@
 """Everything a run needs before its first iteration, each file checked before any work is done.
 
 The order matters to users: first the paths we will write (so a typo in ``-o`` costs nothing),
-then the images (read, and their working sizes worked out), then the device and the network, then
-the memory check on those sizes, and only then the resizing it has approved.
+then the images (read), then the device and the network, then the images' sizes checked against
+the network's layers and their working sizes worked out, then the memory check on those sizes,
+and only then the resizing it has approved.
 Nothing is written here. Every problem is a ``UserError`` sentence.
 """
 import re
@@ -14,12 +15,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-import miniautograd as ag
-
-from .. import image
+from .. import device as devices
+from .. import image, plan
 from ..errors import UserError
 from .checkpoint import STATE_SUFFIX, find_last
-from .options import vgg19_layer_names
 
 
 @dataclass
@@ -31,7 +30,7 @@ class Job:
     alpha: np.ndarray         # (H, W) 0..255 or None
     styles: list              # rgb arrays, each at its own working size
     init: np.ndarray          # rgb (H, W, 3), the starting image
-    device: str = "cpu"
+    device: devices.Device = devices.Device("cpu")
     net: object = None
     resume_from: Path = None  # the state file --resume continues from
 
@@ -122,19 +121,11 @@ def read_source(source, what):
     return np.clip(a[:, :, :3], 0, 255), (np.clip(a[:, :, 3], 0, 255) if a.shape[2] == 4 else None)
 
 
-def pixels_needed(layers):
-    """The smallest side the network can take down to the deepest of ``layers``: 2^(pools)."""
-    names = vgg19_layer_names()
-    deepest = max(names.index(layer) for layer in layers)
-    return 2 ** sum(name.startswith("pool") for name in names[:deepest + 1])
-
-
-def check_size(shape, what, need, layers, *, resized=False):
+def check_size(shape, what, need, deepest, *, resized=False):
     """UserError when an image of ``shape`` (H, W) has a side shorter than ``need`` pixels."""
     h, w = shape
     if min(h, w) >= need:
         return
-    deepest = max(layers, key=vgg19_layer_names().index)
     fix = ("use a larger --size (or --style-scale) or a less elongated image" if resized else
            f"use an image at least {need}x{need} pixels")
     raise UserError(f"the {what} is {w}x{h} pixels{' after resizing' if resized else ''}, too "
@@ -143,36 +134,33 @@ def check_size(shape, what, need, layers, *, resized=False):
 
 
 def read_images(opts):
-    """(content, alpha, styles) at the sizes they were given; each is checked against the
-    network's depth. For --demo all three are None: its pictures are drawn at the working size."""
+    """(content, alpha, styles) at the sizes they were given. For --demo all three are None: its
+    pictures are drawn at the working size."""
     if opts.demo:
         return None, None, None
-    layers = [*opts.content_layers, *opts.style_layers]
     content, alpha = read_source(opts.content, "content image")
-    check_size(content.shape[:2], "content image", pixels_needed(layers), layers)
-    styles = []
-    for source in opts.style:
-        rgb, _ = read_source(source, "style image")
-        check_size(rgb.shape[:2], "style image", pixels_needed(layers), layers)
-        styles.append(rgb)
+    styles = [read_source(source, "style image")[0] for source in opts.style]
     return content, alpha, styles
 
 
-def working_shapes(opts, content, styles):
-    """[(H, W) of the content, then of each style] at the working sizes, checked against the
-    network's depth; nothing is resized. The content's longest side becomes ``size``, each
-    style's ``round(style_scale * size)``."""
+def working_shapes(opts, net, content, styles):
+    """[(H, W) of the content, then of each style] at the working sizes; nothing is resized.
+    The content's longest side becomes ``size``, each style's ``round(style_scale * size)``.
+    Each image is checked, as given and at its working size, against the deepest layer the
+    losses read (plan.pixels_needed on ``net``'s layers)."""
     from .. import demo
+    deepest = plan.deepest_layer(net, [*opts.content_layers, *opts.style_layers])
+    need = plan.pixels_needed(plan.layers_to(net, deepest))
     style_size = max(1, round(opts.style_scale * opts.size))
     if opts.demo:
         shapes = [demo.demo_content_shape(max(opts.size, 16)), (max(style_size, 16),) * 2]
     else:
+        for i, rgb in enumerate([content, *styles]):
+            check_size(rgb.shape[:2], "style image" if i else "content image", need, deepest)
         shapes = [image.longest_shape(content.shape[:2], opts.size),
                   *(image.longest_shape(rgb.shape[:2], style_size) for rgb in styles)]
-    layers = [*opts.content_layers, *opts.style_layers]
     for i, shape in enumerate(shapes):
-        check_size(shape, "style image" if i else "content image", pixels_needed(layers), layers,
-                   resized=True)
+        check_size(shape, "style image" if i else "content image", need, deepest, resized=True)
     return shapes
 
 
@@ -203,61 +191,41 @@ def initial_image(opts, content, styles):
     return image.resize_to(rgb, content.shape[:2])
 
 
-# -- device, network, memory ----------------------------------------------------------------------
-def choose_device(requested):
-    """('cpu' or 'gpu', a notice or None). auto: the GPU when CuPy sees one, and a line saying
-    which was chosen."""
-    if requested == "gpu":
-        try:
-            ag.require_gpu()
-        except RuntimeError as exc:
-            raise UserError(f"--device gpu: {exc}") from None
-        device = "gpu"
-    elif requested == "auto":
-        device = "gpu" if ag.gpu_available() else "cpu"
-    else:
-        device = "cpu"
-    if requested != "auto":
-        return device, None
-    return device, ("device: GPU (CuPy)" if device == "gpu" else
-                    "device: CPU (NumPy); no GPU with CuPy found, --device gpu needs one")
-
-
+# -- network, memory -----------------------------------------------------------------------------
 def load_network(opts, device):
     """VGG-19 from ``--weights`` (or the search/fallback of minivgg.load_vgg19), on ``device``."""
     from ..vgg import load_vgg19
-    net = load_vgg19(opts.weights, pooling=opts.pooling, seed=opts.seed)
-    if device == "gpu":
-        net.to_gpu()
-    return net
+    return device.put_network(load_vgg19(opts.weights, pooling=opts.pooling, seed=opts.seed))
 
 
-def plan_options(opts):
-    """The keyword options of minivgg.plan's functions for this run."""
-    layers = [*opts.content_layers, *opts.style_layers]
-    return dict(deepest=max(layers, key=vgg19_layer_names().index), pooling=opts.pooling,
-                style_layers=tuple(opts.style_layers), optimizer=opts.optimizer)
+def plan_options(opts, device):
+    """The keyword options of plan.plan_iteration for this run on ``device`` (a Device)."""
+    return dict(style_layers=tuple(opts.style_layers), content_layers=tuple(opts.content_layers),
+                optimizer=opts.optimizer, device=device.name)
 
 
 def check_memory(opts, net, shapes, device):
     """UserError when one iteration on any of the images of ``shapes`` (H, W) will not fit in
     free RAM / GPU memory (skipped by --force). Run before the images are resized, so the free
     memory it measures (and the size it suggests) does not depend on the --size asked for."""
-    from .. import plan
+    from .. import fits
     if opts.force:
         return
-    available = plan.available_memory_bytes(device)
+    available = device.free_bytes()
     for shape in shapes:
-        plan.check_memory(net.conv_shapes(), tuple(shape), device=device, available=available,
-                          **plan_options(opts))
+        fits.check_memory(net, tuple(shape), available=available, **plan_options(opts, device))
+
+
+def explain_plan(opts, job):
+    """The plan of one iteration on this run's content image, on the run's device."""
+    return plan.plan_iteration(job.net, job.content.shape[:2], **plan_options(opts, job.device))
 
 
 def plan_text(opts, job):
     """The text of --explain: the cost of one iteration on this run's content image."""
-    from .. import explain, machine, plan
-    p = plan.plan_iteration(job.net.conv_shapes(), job.content.shape[:2], **plan_options(opts))
-    xp = ag.require_gpu() if job.device == "gpu" else np
-    return explain.explain_text(p, gflops=machine.measure_matmul_gflops(xp), device=job.device)
+    from .. import explain, machine
+    gflops = machine.measure_matmul_gflops(job.device.array_module())
+    return explain.explain_text(explain_plan(opts, job), gflops=gflops, device=job.device.name)
 
 
 def prepare(opts, *, api=False, say=None):
@@ -272,9 +240,9 @@ def prepare(opts, *, api=False, say=None):
                             f"{output.stem}_0100{STATE_SUFFIX} beside it); run without --resume, "
                             "with --checkpoint-every N to make some")
     content, alpha, styles = read_images(opts)
-    shapes = working_shapes(opts, content, styles)
-    device, notice = choose_device(opts.device)
+    device, notice = devices.choose(opts.device)
     net = load_network(opts, device)
+    shapes = working_shapes(opts, net, content, styles)
     if not opts.explain:
         check_memory(opts, net, shapes, device)
     content, alpha, styles, init = resize_images(opts, content, alpha, styles, shapes)

@@ -101,7 +101,7 @@ class Run:
 
     def __init__(self, job, opts, *, say):
         self.job, self.opts, self.say = job, opts, say
-        self.to_device = ag.to_gpu if job.device == "gpu" else (lambda a: a)
+        self.to_device = job.device.put
         self.objective = build_objective(job, opts, self.to_device)
         x0 = image.preprocess(job.init, job.net.mean)
         self.start, self.elapsed0, rows = 0, 0.0, []
