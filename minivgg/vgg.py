@@ -132,23 +132,34 @@ def random_vgg19(*, pooling="avg", seed=0, channels=VGG19_CHANNELS):
     Pools get [0 1 0 1] padding as in the current file; the mean is ImageNet's.
     """
     rng = np.random.default_rng(seed)
-    layers, params, c = [], {}, 3
+    layers, params = vgg19_layer_specs(channels), {}
+    for spec in layers:
+        if spec.kind == "conv":
+            KH, KW, C, O = spec.kernel
+            std = np.float32(np.sqrt(2.0 / (C * KH * KW)))
+            params[spec.name] = (rng.standard_normal((O, C, KH, KW), dtype=np.float32) * std,
+                                 np.zeros(O, dtype=np.float32))
+    return VGG19(layers, params, IMAGENET_MEAN, pooling=pooling,
+                 source=f"random weights (seed {seed})")
+
+
+def vgg19_layer_specs(channels=VGG19_CHANNELS):
+    """VGG-19's layers as LayerSpecs, without weights: 3x3 "same" convolutions with ``channels``
+    outputs, ReLUs, and 2x2 stride-2 pools padded [0 1 0 1] as in the current file. What a run
+    knows of the network before the weights file is read (the sizes it needs, say)."""
+    layers, c = [], 3
     convs = iter(channels)
     for name in VGG19_LAYERS:
         kind = name[:4]
         if kind == "conv":
             o = next(convs)
-            std = np.float32(np.sqrt(2.0 / (c * 3 * 3)))
-            params[name] = (rng.standard_normal((o, c, 3, 3), dtype=np.float32) * std,
-                            np.zeros(o, dtype=np.float32))
             layers.append(LayerSpec(name, kind, (3, 3, c, o), (1, 1, 1, 1), (1, 1)))
             c = o
         elif kind == "pool":
             layers.append(LayerSpec(name, kind, (2, 2), (0, 1, 0, 1), (2, 2), "max"))
         else:
             layers.append(LayerSpec(name, kind))
-    return VGG19(layers, params, IMAGENET_MEAN, pooling=pooling,
-                 source=f"random weights (seed {seed})")
+    return layers
 
 
 def load_vgg19(path=None, *, pooling="avg", seed=0):

@@ -11,6 +11,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from PIL import Image
@@ -18,6 +19,7 @@ from PIL import Image
 from .. import device as devices
 from .. import image, plan
 from ..errors import UserError
+from ..vgg import load_vgg19, vgg19_layer_specs
 from .checkpoint import STATE_SUFFIX, find_last
 
 
@@ -143,14 +145,16 @@ def read_images(opts):
     return content, alpha, styles
 
 
-def working_shapes(opts, net, content, styles):
+def working_shapes(opts, content, styles):
     """[(H, W) of the content, then of each style] at the working sizes; nothing is resized.
     The content's longest side becomes ``size``, each style's ``round(style_scale * size)``.
     Each image is checked, as given and at its working size, against the deepest layer the
-    losses read (plan.pixels_needed on ``net``'s layers)."""
+    losses read (plan.pixels_needed on VGG-19's layout, which every weights file shares: so a
+    too-small image is refused before the weights are read)."""
     from .. import demo
-    deepest = plan.deepest_layer(net, [*opts.content_layers, *opts.style_layers])
-    need = plan.pixels_needed(plan.layers_to(net, deepest))
+    layout = SimpleNamespace(layers=vgg19_layer_specs())
+    deepest = plan.deepest_layer(layout, [*opts.content_layers, *opts.style_layers])
+    need = plan.pixels_needed(plan.layers_to(layout, deepest))
     style_size = max(1, round(opts.style_scale * opts.size))
     if opts.demo:
         shapes = [demo.demo_content_shape(max(opts.size, 16)), (max(style_size, 16),) * 2]
@@ -194,7 +198,6 @@ def initial_image(opts, content, styles):
 # -- network, memory -----------------------------------------------------------------------------
 def load_network(opts, device):
     """VGG-19 from ``--weights`` (or the search/fallback of minivgg.load_vgg19), on ``device``."""
-    from ..vgg import load_vgg19
     return device.put_network(load_vgg19(opts.weights, pooling=opts.pooling, seed=opts.seed))
 
 
@@ -241,8 +244,8 @@ def prepare(opts, *, api=False, say=None):
                             "with --checkpoint-every N to make some")
     content, alpha, styles = read_images(opts)
     device, notice = devices.choose(opts.device)
+    shapes = working_shapes(opts, content, styles)
     net = load_network(opts, device)
-    shapes = working_shapes(opts, net, content, styles)
     if not opts.explain:
         check_memory(opts, net, shapes, device)
     content, alpha, styles, init = resize_images(opts, content, alpha, styles, shapes)
