@@ -11,7 +11,7 @@ import miniautograd as ag
 import minivgg
 from minivgg.errors import UserError
 from minivgg.stylize.__main__ import main
-from minivgg.stylize.options import Options, parse_args, vgg19_layer_names
+from minivgg.stylize.options import Options, parse_args, validate, vgg19_layer_names
 
 
 def write_image(path, size=(40, 32), mode="RGB", seed=0):
@@ -46,7 +46,7 @@ def refused(capsys, argv, folder):
 # -- parsing --------------------------------------------------------------------------------------
 def test_defaults_of_the_command_line_are_those_of_options():
     opts = parse_args(["c.png", "s.png"])
-    assert opts == Options(content="c.png", style=["s.png"])
+    assert opts == validate(Options(content="c.png", style=["s.png"]))   # beta set per loss
 
 
 def test_lists_several_styles_and_options_between_images():
