@@ -17,8 +17,8 @@ for any PSD matrix, costs one ``eigh`` of O(C^3) (C <= 512: small beside the con
 gives the backward in closed form from the same U and l, derived below.
 
 Precision. The matrix under the root in the loss, C_s^1/2 C_x C_s^1/2, squares the covariances'
-range of eigenvalues (about 1e8 between the largest and the smallest a deep VGG layer keeps); in
-float32 its small eigenvalues drown in round-off and come out negative. So the loss casts to
+range of eigenvalues; formed in float32 at relu5_1 of a 192-px picture, its smallest eigenvalues
+drown in round-off and come out as large negative numbers. So the loss casts to
 float64 first with ``cast`` below, whose backward casts the gradient back: the network and its
 gradients stay in float32, only the C x C matrices of the loss are float64.
 """
@@ -88,7 +88,7 @@ class Cast(Function):
 
 
 def cast(x, dtype):
-    """x converted to the float dtype ``dtype`` (numpy.float32 or numpy.float64), with a gradient."""
+    """x converted to the float dtype ``dtype`` (numpy.float32 or float64), with a gradient."""
     return Cast(dtype)(x)
 
 

@@ -20,7 +20,9 @@ The three terms, each normalised so that it does not grow with the number of pos
   vertical and horizontal neighbours) / (N * H * W), in the preprocessed 0-255 units, with S the
   longest side in pixels: the mean squared slope, measured as if the longest side were 512 px.
 The objective is  alpha * L_c + beta * L_s + gamma * L_tv  (content_weight, style_weight,
-tv_weight); several content layers are averaged.
+tv_weight); several content layers are averaged. ``--style-loss meancov`` replaces E_l by the
+Wasserstein-2 distance of the features' means and covariances (meancov.py), built from the same
+blended moments (``style_statistics``).
 
 What that buys, and what it does not: a layer response off by the same amount everywhere, a
 texture tiled over a larger area, and (for L_tv) the same picture resampled to another size cost

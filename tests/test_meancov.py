@@ -51,7 +51,8 @@ def test_gradcheck_accepts_the_derived_backward_and_rejects_the_scalar_rule():
     assert ag.gradcheck(ag.sqrtm_psd, A)
     assert not ag.gradcheck(lambda a: RootWithScalarRule()(a), A)
     # with gS = I (the trace) the two agree: only the diagonal of the eigenbasis is used
-    assert ag.gradcheck(lambda a: RootWithScalarRule()(a), A, gy=np.broadcast_to(np.eye(4), A.shape))
+    trace_gy = np.broadcast_to(np.eye(4), A.shape)
+    assert ag.gradcheck(lambda a: RootWithScalarRule()(a), A, gy=trace_gy)
 
 
 def test_backward_stays_finite_at_a_singular_matrix():
@@ -165,3 +166,20 @@ def test_a_meancov_run_lowers_its_loss_and_differs_from_gram(tiny_mat, images, t
     assert not np.array_equal(np.asarray(img), np.asarray(gram))
     assert main([str(a) for a in [*images, "--weights", tiny_mat, "--size", 32, "--style-loss",
                                   "meancov", "--explain", "--quiet"]]) == 0
+
+
+def test_the_op_and_the_loss_follow_the_data_to_the_device(xp):
+    """The same numbers on NumPy and CuPy (skipped where no GPU is present)."""
+    A = spd(2, 5) / 7 + 0.1 * np.eye(5)
+    At = ag.Tensor(xp.asarray(A), requires_grad=True)
+    ag.sum(ag.sqrtm_psd(At) * xp.asarray(A)).backward()
+    ref = ag.Tensor(A, requires_grad=True)
+    ag.sum(ag.sqrtm_psd(ref) * A).backward()
+    np.testing.assert_allclose(ag.to_cpu(At.grad), ref.grad, rtol=1e-9, atol=1e-12)
+    rng = np.random.default_rng(6)
+    Fs, Fx = (rng.standard_normal((1, 6, 3, 4)).astype(np.float32) for _ in "sx")
+    t_np = target_of(Fs)
+    t_xp = meancov_target(xp.asarray(t_np.mean), xp.asarray(
+        losses.normalized_gram(ag.Tensor(Fs)).data))
+    on_device = meancov_layer_loss(ag.Tensor(xp.asarray(Fx)), t_xp).item()
+    assert on_device == pytest.approx(meancov_layer_loss(ag.Tensor(Fx), t_np).item(), rel=1e-5)

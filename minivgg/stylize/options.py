@@ -72,7 +72,7 @@ STYLE_LOSSES = ("gram", "meancov")
 # beta per style loss. W2^2 / C is in (feature units)^2, the Gram loss in (feature units)^4 / C^2,
 # so their sizes differ by orders of magnitude; meancov's beta was chosen to give the same balance
 # of content and style at the defaults (see docs/style-control.md).
-DEFAULT_STYLE_WEIGHTS = {"gram": 0.1, "meancov": 100.0}
+DEFAULT_STYLE_WEIGHTS = {"gram": 0.1, "meancov": 5.0}
 
 
 # -- validation: one sentence per mistake ---------------------------------------------------------
