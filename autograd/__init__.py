@@ -18,7 +18,8 @@ Each file opens with what it teaches.
   9. conv_fast.py  - conv2d as called: im2col or Winograd per layer, gx as a convolution of gy
  10. pooling.py    - average and max pooling, looped over the window offsets
  11. gram.py       - the Gram matrix G = F F^T of style transfer, backward (gG + gG^T) F
- 12. reductions.py - sum_squared_error and total_variation: one hand-derived node per loss
+ 12. sqrtm.py      - the symmetric square root of a covariance, backward by a Sylvester equation
+ 13. reductions.py - sum_squared_error and total_variation: one hand-derived node per loss
 The derivations are in docs/ (one page per topic) and in each backward's docstring.
 """
 if __name__ != "miniautograd":
@@ -36,5 +37,6 @@ from .winograd import TransformedKernels  # noqa: E402
 from .pooling import avg_pool2d, max_pool2d  # noqa: E402
 from .activation import relu  # noqa: E402
 from .gram import gram  # noqa: E402
+from .sqrtm import cast, sqrtm_psd  # noqa: E402
 from .reductions import sum_squared_error, total_variation  # noqa: E402
 from .gradcheck import GradcheckResult, gradcheck  # noqa: E402

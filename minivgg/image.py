@@ -246,3 +246,33 @@ def preserve_colors(content_rgb, stylized_rgb):
     yiq = rgb_to_yiq(content_rgb)
     yiq[:, :, 0] = rgb_to_yiq(stylized_rgb)[:, :, 0]            # luma from the stylized image
     return np.clip(yiq_to_rgb(yiq), 0.0, 255.0)
+
+
+def match_colors(style_rgb, content_rgb):
+    """The style image recoloured so that its pixels have the content's RGB mean and covariance
+    (Gatys et al. 2017, "Controlling Perceptual Factors in Neural Style Transfer", section 5).
+
+    Each pixel x (an RGB column) becomes x' = A (x - mu_s) + mu_c with A = C_c^1/2 C_s^-1/2, the
+    symmetric square roots of the covariances: then mean(x') = mu_c and A C_s A^T = C_c. Any
+    A = C_c^1/2 Q C_s^-1/2 with Q orthogonal does that too; the Cholesky factors, A = L_c L_s^-1,
+    pick a Q that depends on the order of the channels (Cholesky takes R first, then G given R,
+    then B given both), so BGR and RGB give different pictures. The symmetric roots pick Q = I:
+    rotating or reordering the colour axes of both images rotates the result the same way, and
+    nothing depends on how RGB is written down. C_s gets 1 level^2 added on its diagonal so that
+    a style with too few colours (a grey or flat image) can be inverted. Shapes: style (Hs, Ws, 3)
+    and content (H, W, 3), 0..255; returns (Hs, Ws, 3) float32 clipped to 0..255.
+    """
+    style = np.asarray(style_rgb, dtype=np.float64).reshape(-1, 3)      # (Hs, Ws, 3) -> (P, 3)
+    content = np.asarray(content_rgb, dtype=np.float64).reshape(-1, 3)  # (H, W, 3) -> (P', 3)
+    mu_s, mu_c = style.mean(axis=0), content.mean(axis=0)
+    cov_s = np.cov(style, rowvar=False, bias=True) + np.eye(3)          # (3, 3), + 1 level^2
+    cov_c = np.cov(content, rowvar=False, bias=True)                    # (3, 3)
+    A = _symmetric_power(cov_c, 0.5) @ _symmetric_power(cov_s, -0.5)   # (3, 3)
+    out = (style - mu_s) @ A.T + mu_c                                   # (P, 3) @ (3, 3)
+    return np.clip(out, 0.0, 255.0).astype(np.float32).reshape(np.shape(style_rgb))
+
+
+def _symmetric_power(C, p):
+    """U diag(l^p) U^T for a symmetric PSD C = U diag(l) U^T (eigenvalues < 0, round-off, -> 0)."""
+    l, U = np.linalg.eigh(C)
+    return (U * np.maximum(l, 0.0) ** p) @ U.T

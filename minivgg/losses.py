@@ -20,7 +20,9 @@ The three terms, each normalised so that it does not grow with the number of pos
   vertical and horizontal neighbours) / (N * H * W), in the preprocessed 0-255 units, with S the
   longest side in pixels: the mean squared slope, measured as if the longest side were 512 px.
 The objective is  alpha * L_c + beta * L_s + gamma * L_tv  (content_weight, style_weight,
-tv_weight); several content layers are averaged.
+tv_weight); several content layers are averaged. ``--style-loss meancov`` replaces E_l by the
+Wasserstein-2 distance of the features' means and covariances (meancov.py), built from the same
+blended moments (``style_statistics``).
 
 What that buys, and what it does not: a layer response off by the same amount everywhere, a
 texture tiled over a larger area, and (for L_tv) the same picture resampled to another size cost
@@ -31,6 +33,8 @@ pixels: the same picture at 1024 px shows each layer details four times as large
 import numpy as np
 
 import miniautograd as ag
+
+from .meancov import meancov_layer_loss, meancov_target
 
 
 def content_loss(F, P):
@@ -107,33 +111,56 @@ def content_targets(net, x, layers):
     return {name: out[name].data for name in layers}
 
 
-def style_targets(net, images, layers, *, blend=None):
-    """{layer: A_hat}: the blended, normalised Gram targets of one or several style images.
+def style_statistics(net, images, layers, *, blend=None):
+    """{layer: (mu, R)}: the blended first and second moments of one or several style images.
 
     images: a list of (1, 3, Hs, Ws) preprocessed arrays (sizes may differ from each other and from
     the content); blend: one weight per image (scaled to sum to 1; equal if None). For each layer,
-    A_hat = sum_s b_s * A_s / M_s with A_s the Gram matrix of style image s, of shape (1, C, C).
+    mu = sum_s b_s mu_s, the channels' mean over positions, (1, C, 1), and R = sum_s b_s A_s / M_s,
+    the normalised Gram matrix (the second moment), (1, C, C). Moments are what can be blended:
+    a blended covariance is formed from them (``meancov_target``), not blended itself.
     """
     b = layer_weights(range(len(images)), blend)
-    targets = {}
+    stats = {}
     for s, image in enumerate(images):
         out = net(ag.Tensor(image), list(layers))
         for name in layers:
-            A_hat = b[s] * normalized_gram(out[name]).data       # (1, C, C)
-            targets[name] = A_hat if name not in targets else targets[name] + A_hat
-    return targets
+            F = out[name].data
+            N, C, H, W = F.shape
+            mu = b[s] * F.reshape(N, C, H * W).mean(axis=2, keepdims=True)   # (1, C, 1)
+            R = b[s] * normalized_gram(out[name]).data                         # (1, C, C)
+            old = stats.get(name)
+            stats[name] = (mu, R) if old is None else (old[0] + mu, old[1] + R)
+    return stats
+
+
+def style_targets(net, images, layers, *, blend=None, loss="gram"):
+    """{layer: target} of the style loss ``loss``: for "gram" A_hat = sum_s b_s A_s / M_s, the
+    blended normalised Gram matrix (1, C, C); for "meancov" a ``MeanCovTarget``. See
+    ``style_statistics`` for ``images`` and ``blend``."""
+    stats = style_statistics(net, images, layers, blend=blend)
+    if loss == "gram":
+        return {name: R for name, (mu, R) in stats.items()}
+    if loss == "meancov":
+        return {name: meancov_target(mu, R) for name, (mu, R) in stats.items()}
+    raise ValueError(f"style_targets: loss must be 'gram' or 'meancov', not {loss!r}")
+
+
+STYLE_LOSSES = {"gram": style_layer_loss, "meancov": meancov_layer_loss}
 
 
 class Objective:
     """The total loss  alpha * L_c + beta * L_s + gamma * L_tv  of an image, and its gradient.
 
     content: {layer: P}; style: {layer: A_hat} (from ``content_targets`` / ``style_targets``);
-    style_layer_weights: {layer: w_l} summing to 1 (``layer_weights``); the three weights >= 0.
+    style_layer_weights: {layer: w_l} summing to 1 (``layer_weights``); the three weights >= 0;
+    style_loss: "gram" (``style_layer_loss``) or "meancov" (meancov.py), as the targets were made.
     """
 
     def __init__(self, net, content, style, style_layer_weights, *, content_weight,
-                 style_weight, tv_weight):
+                 style_weight, tv_weight, style_loss="gram"):
         self.net, self.content, self.style = net, dict(content), dict(style)
+        self.style_layer_loss = STYLE_LOSSES[style_loss]
         self.w_style = dict(style_layer_weights)
         self.alpha, self.beta, self.gamma = content_weight, style_weight, tv_weight
         self.layers = list(dict.fromkeys([*self.content, *self.style]))  # in order, no repeats
@@ -146,7 +173,7 @@ class Objective:
         """
         out = self.net(x, self.layers) if out is None else out
         Lc = sum(content_loss(out[name], P) for name, P in self.content.items())
-        Ls = sum(self.w_style[name] * style_layer_loss(out[name], A)
+        Ls = sum(self.w_style[name] * self.style_layer_loss(out[name], A)
                  for name, A in self.style.items())
         t = {"content": self.alpha / max(len(self.content), 1) * Lc,
              "style": self.beta * Ls,

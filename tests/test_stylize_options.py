@@ -13,7 +13,7 @@ import minivgg
 from minivgg.errors import UserError
 from minivgg.stylize.__main__ import main
 from minivgg.matfile import VGG19_LAYERS
-from minivgg.stylize.options import Options, parse_args
+from minivgg.stylize.options import Options, parse_args, validate
 
 
 def write_image(path, size=(40, 32), mode="RGB", seed=0):
@@ -48,7 +48,7 @@ def refused(capsys, argv, folder):
 # -- parsing --------------------------------------------------------------------------------------
 def test_defaults_of_the_command_line_are_those_of_options():
     opts = parse_args(["c.png", "s.png"])
-    assert opts == Options(content="c.png", style=["s.png"])
+    assert opts == validate(Options(content="c.png", style=["s.png"]))   # beta set per loss
 
 
 def test_lists_several_styles_and_options_between_images():

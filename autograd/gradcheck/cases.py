@@ -15,6 +15,7 @@ from ..conv_fast import conv2d
 from ..gram import gram
 from ..pooling import avg_pool2d, max_pool2d
 from ..reductions import sum_squared_error, total_variation
+from ..sqrtm import sqrtm_psd
 from . import gradcheck
 
 def engine_cases(rng):
@@ -25,6 +26,10 @@ def engine_cases(rng):
 
     def away(*shape, low=0.5):                     # |x| in [low, low + 1): away from 0 and kinks
         return rng.choice([-1.0, 1.0], shape) * (low + rng.random(shape))
+
+    def spd(N, C):                                 # symmetric, eigenvalues >= 0.2: sqrt is smooth
+        B = rng.standard_normal((N, C, C + 2))
+        return B @ B.swapaxes(1, 2) / (C + 2) + 0.2 * np.eye(C)   # (N, C, C+2) @ (N, C+2, C)
 
     return [
         ("add (broadcast)", arith.add, [n(3, 1, 5), n(4, 1)]),
@@ -51,6 +56,9 @@ def engine_cases(rng):
         ("matmul batched (broadcast)", arith.matmul, [n(2, 1, 3, 4), n(3, 4, 5)]),
         ("relu (inputs away from 0)", relu, [away(2, 3, 4, 5, low=0.05)]),
         ("gram", gram, [n(2, 3, 4, 5)]),
+        ("sqrtm_psd (symmetric positive definite)", sqrtm_psd, [spd(2, 5)]),
+        ("sqrtm_psd (a non-symmetric A, read as (A + A^T)/2)", sqrtm_psd,
+         [spd(1, 4) + 0.05 * n(1, 4, 4)]),
         ("sum_squared_error", sum_squared_error, [n(2, 3, 4), n(2, 3, 4)]),
         ("total_variation", total_variation, [n(2, 3, 5, 4)]),
     ] + conv_pool_cases(rng)

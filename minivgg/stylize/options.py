@@ -30,7 +30,7 @@ class Options:
     # (tuned by eye on Tuebingen / Starry Night; the losses' normalisations keep the terms from
     # growing with the pixel count, but VGG sees the same picture differently at other sizes).
     content_weight: float = 5.0
-    style_weight: float = 0.1
+    style_weight: float = None        # None: DEFAULT_STYLE_WEIGHTS[style_loss], set by validate
     # L_tv was sum d^2 / (N H W); it is now (S/512)^2 * sum d^2 / (N H W), S the longest side, so
     # a resampled picture costs the same at any size. At the default 512 px the factor is
     # (512/512)^2 = 1, so new 0.01 * 1 = old 0.01: the default smoothing is unchanged at 512 px
@@ -46,6 +46,8 @@ class Options:
     seed: int = 0
     pooling: str = "avg"
     preserve_colors: bool = False
+    match_colors: bool = False        # recolour the styles to the content's RGB mean and covariance
+    style_loss: str = "gram"          # gram | meancov (minivgg/meancov.py)
     weights: str = None               # PATH, "random", or None to search (see minivgg.weights)
     device: str = "auto"
     checkpoint_every: int = 0         # 0: no checkpoints
@@ -62,6 +64,11 @@ class Options:
 
 
 DEFAULT_ADAM_LR = 10.0     # Adam's step when --learning-rate is left out, in pixel units
+STYLE_LOSSES = ("gram", "meancov")
+# beta per style loss. W2^2 / C is in (feature units)^2, the Gram loss in (feature units)^4 / C^2,
+# so their sizes differ by orders of magnitude; meancov's beta was chosen to give the same balance
+# of content and style at the defaults (see docs/style-control.md).
+DEFAULT_STYLE_WEIGHTS = {"gram": 0.1, "meancov": 5.0}
 
 
 # -- validation: one sentence per mistake ---------------------------------------------------------
@@ -75,6 +82,7 @@ def validate(opts):
     opts.style = list(opts.style)
     _check_sources(opts)
     _check_counts(opts)
+    _check_colour_and_style_loss(opts)
     _check_weights(opts)
     _check_choices(opts)
     _check_layers(opts)
@@ -124,6 +132,20 @@ def _check_weights(opts):
             check_number(name, v, positive=False)
         if sum(values) <= 0:
             raise UserError(f"{flag(name)} are all 0; give at least one positive weight")
+
+
+def _check_colour_and_style_loss(opts):
+    """--style-loss is one of STYLE_LOSSES (and sets --style-weight's default); --match-colors
+    and --preserve-colors exclude each other."""
+    if opts.style_loss not in STYLE_LOSSES:
+        raise UserError(f"--style-loss must be one of {', '.join(STYLE_LOSSES)}, not "
+                        f"{opts.style_loss!r}")
+    if opts.style_weight is None:
+        opts.style_weight = DEFAULT_STYLE_WEIGHTS[opts.style_loss]
+    if opts.match_colors and opts.preserve_colors:
+        raise UserError("--match-colors and --preserve-colors both decide the result's colours "
+                        "(the content's colours given to the style, or kept in the result); "
+                        "choose one")
 
 
 def check_number(name, value, *, positive):
@@ -207,10 +229,15 @@ def build_parser():
 
 
 def _add_loss_options(p, d):
-    for name, what in (("content", "alpha"), ("style", "beta"),
-                       ("tv", "gamma, smoothing; a picture costs the same at any --size")):
+    styles = ", ".join(f"{w} with {name}" for name, w in DEFAULT_STYLE_WEIGHTS.items())
+    for name, what in (("content", "alpha (%(default)s)"), ("style", f"beta ({styles})"),
+                       ("tv", "gamma, smoothing; a picture costs the same at any --size "
+                        "(%(default)s)")):
         p.add_argument(f"--{name}-weight", type=float, default=getattr(d, f"{name}_weight"),
-                       metavar="W", help=f"{what} (%(default)s)")
+                       metavar="W", help=what)
+    p.add_argument("--style-loss", default=d.style_loss,
+                   help="gram (Gatys et al.) or meancov (Wasserstein-2 distance of the features' "
+                   "means and covariances) (%(default)s)")
     for name in ("content", "style"):
         default = getattr(d, f"{name}_layers")
         p.add_argument(f"--{name}-layers", type=_name_list, default=default, metavar="L,L",
@@ -231,6 +258,8 @@ def _add_image_options(p, d):
     p.add_argument("--pooling", default=d.pooling, help="avg or max (%(default)s)")
     p.add_argument("--preserve-colors", action="store_true",
                    help="keep the content's colours (luminance-only transfer)")
+    p.add_argument("--match-colors", action="store_true",
+                   help="give the styles the content's colours (RGB mean and covariance) first")
     p.add_argument("--weights", help="VGG-19 .mat file, or 'random' (default: search)")
     p.add_argument("--device", default=d.device, help="auto, cpu or gpu (%(default)s)")
 

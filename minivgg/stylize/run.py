@@ -8,6 +8,7 @@ atomically each iteration, checkpoints with the optimiser state (checkpoint.py),
 stop (``--tol``), Ctrl-C that saves the image so far, and a stop at the last finite image if the
 loss becomes NaN or infinite. Everything is written with a temporary file and a rename.
 """
+import dataclasses
 import sys
 import time
 
@@ -42,10 +43,21 @@ def build_objective(job, opts, to_device):
                                      opts.content_layers)
     styles = [to_device(image.preprocess(rgb, mean)) for rgb in job.styles]
     style = losses.style_targets(job.net, styles, opts.style_layers,
-                                 blend=opts.style_blend_weights)
+                                 blend=opts.style_blend_weights, loss=opts.style_loss)
     w = losses.layer_weights(opts.style_layers, opts.style_layer_weights)
     return losses.Objective(job.net, content, style, w, content_weight=opts.content_weight,
-                            style_weight=opts.style_weight, tv_weight=opts.tv_weight)
+                            style_weight=opts.style_weight, tv_weight=opts.tv_weight,
+                            style_loss=opts.style_loss)
+
+
+def with_matched_colors(job, opts):
+    """--match-colors: the job with every style recoloured to the content's RGB mean and
+    covariance (image.match_colors), and the init too when it is the first style."""
+    if not opts.match_colors:
+        return job
+    styles = [image.match_colors(rgb, job.content) for rgb in job.styles]
+    init = image.resize_to(styles[0], job.content.shape[:2]) if opts.init == "style" else job.init
+    return dataclasses.replace(job, styles=styles, init=init)
 
 
 def make_optimizer(opts, x0, fn):
@@ -100,6 +112,7 @@ class Run:
     """One style-transfer run; ``execute()`` returns the result as a PIL image."""
 
     def __init__(self, job, opts, *, say):
+        job = with_matched_colors(job, opts)
         self.job, self.opts, self.say = job, opts, say
         self.to_device = job.device.put
         self.objective = build_objective(job, opts, self.to_device)
