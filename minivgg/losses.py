@@ -63,8 +63,14 @@ def style_layer_loss(F, A_hat):
     F: (N, C, H, W) Tensor; A_hat: (N, C, C) array, the style target already divided by its own
     M_s (see ``style_targets``). Equals the paper's 1/(4 C^2 M^2) sum (G - A)^2 when M_s = M.
     """
-    N, C, H, W = F.shape
-    G_hat = normalized_gram(F)                       # (N, C, C)
+    return gram_style_loss(normalized_gram(F), A_hat)
+
+
+def gram_style_loss(G_hat, A_hat):
+    """E_l = 1/(4 C^2) * sum (G_hat - A_hat)^2 / N from the normalised Gram matrix G_hat = G/M,
+    a (N, C, C) Tensor: the style loss as a function of the layer's statistics alone, which the
+    tiled objective (tiled.py) accumulates tile by tile. A_hat: (N, C, C) array."""
+    N, C, _ = G_hat.shape
     if G_hat.shape != A_hat.shape:
         raise ValueError(f"style_layer_loss: the Gram matrix has shape {G_hat.shape} but the "
                          f"target has shape {A_hat.shape}; they must be equal")
@@ -111,7 +117,20 @@ def content_targets(net, x, layers):
     return {name: out[name].data for name in layers}
 
 
-def style_statistics(net, images, layers, *, blend=None):
+def image_moments(net, image, layers):
+    """{layer: (mu (1, C, 1), R (1, C, C))} arrays of one image, (1, 3, Hs, Ws): the channels' mean
+    over positions and the normalised Gram matrix G/M, from one untiled forward."""
+    out = net(ag.Tensor(image), list(layers))
+    moments = {}
+    for name in layers:
+        F = out[name].data
+        N, C, H, W = F.shape
+        moments[name] = (F.reshape(N, C, H * W).mean(axis=2, keepdims=True),   # (1, C, 1)
+                         normalized_gram(out[name]).data)                    # (1, C, C)
+    return moments
+
+
+def style_statistics(net, images, layers, *, blend=None, moments=image_moments):
     """{layer: (mu, R)}: the blended first and second moments of one or several style images.
 
     images: a list of (1, 3, Hs, Ws) preprocessed arrays (sizes may differ from each other and from
@@ -119,26 +138,24 @@ def style_statistics(net, images, layers, *, blend=None):
     mu = sum_s b_s mu_s, the channels' mean over positions, (1, C, 1), and R = sum_s b_s A_s / M_s,
     the normalised Gram matrix (the second moment), (1, C, C). Moments are what can be blended:
     a blended covariance is formed from them (``meancov_target``), not blended itself.
+    moments: how one image's are computed, ``image_moments`` or tiled.tiled_moments's partial.
     """
     b = layer_weights(range(len(images)), blend)
     stats = {}
     for s, image in enumerate(images):
-        out = net(ag.Tensor(image), list(layers))
+        found = moments(net, image, list(layers))
         for name in layers:
-            F = out[name].data
-            N, C, H, W = F.shape
-            mu = b[s] * F.reshape(N, C, H * W).mean(axis=2, keepdims=True)   # (1, C, 1)
-            R = b[s] * normalized_gram(out[name]).data                         # (1, C, C)
+            mu, R = (b[s] * m for m in found[name])
             old = stats.get(name)
             stats[name] = (mu, R) if old is None else (old[0] + mu, old[1] + R)
     return stats
 
 
-def style_targets(net, images, layers, *, blend=None, loss="gram"):
+def style_targets(net, images, layers, *, blend=None, loss="gram", moments=image_moments):
     """{layer: target} of the style loss ``loss``: for "gram" A_hat = sum_s b_s A_s / M_s, the
     blended normalised Gram matrix (1, C, C); for "meancov" a ``MeanCovTarget``. See
-    ``style_statistics`` for ``images`` and ``blend``."""
-    stats = style_statistics(net, images, layers, blend=blend)
+    ``style_statistics`` for ``images``, ``blend`` and ``moments``."""
+    stats = style_statistics(net, images, layers, blend=blend, moments=moments)
     if loss == "gram":
         return {name: R for name, (mu, R) in stats.items()}
     if loss == "meancov":
@@ -160,7 +177,7 @@ class Objective:
     def __init__(self, net, content, style, style_layer_weights, *, content_weight,
                  style_weight, tv_weight, style_loss="gram"):
         self.net, self.content, self.style = net, dict(content), dict(style)
-        self.style_layer_loss = STYLE_LOSSES[style_loss]
+        self.style_loss, self.style_layer_loss = style_loss, STYLE_LOSSES[style_loss]
         self.w_style = dict(style_layer_weights)
         self.alpha, self.beta, self.gamma = content_weight, style_weight, tv_weight
         self.layers = list(dict.fromkeys([*self.content, *self.style]))  # in order, no repeats

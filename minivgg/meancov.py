@@ -79,11 +79,20 @@ def meancov_layer_loss(F, target):
     autograd/sqrtm.py, Precision); its gradient comes back to F in F's dtype.
     """
     N, C, H, W = F.shape
-    xp = ag.get_array_module(F.data)
-    mu, cov = mean_and_covariance(F)
+    mu = ag.mean(ag.reshape(F, (N, C, H * W)), axis=2, keepdims=True)   # (N, C, H*W) -> (N, C, 1)
+    return meancov_moments_loss(mu, ag.gram(F) / float(H * W), target)
+
+
+def meancov_moments_loss(mu, R, target):
+    """E_l = W2^2 / C from the layer's moments alone: mu (N, C, 1) and R = G/M (N, C, C) Tensors
+    of the features' dtype, C_x = R - mu mu^T. What the tiled objective (tiled.py) calls with
+    moments accumulated tile by tile; meancov_layer_loss calls it with F's."""
+    N, C, _ = R.shape
+    xp = ag.get_array_module(R.data)
+    cov = R - mu @ ag.transpose(mu, (0, 2, 1))                         # (N, C, C)
     eye = xp.eye(C)
     cov = ag.cast(cov, np.float64) + target.eps * eye                 # C_x + eps I, (N, C, C)
     Y = target.root @ cov @ target.root                            # B C_x B, (N, C, C)
     trace = ag.sum(cov * eye) + N * target.trace - 2.0 * ag.sum(ag.sqrtm_psd(Y) * eye)
     mean_term = ag.sum_squared_error(mu, xp.broadcast_to(target.mean, mu.shape))
-    return (mean_term + ag.cast(trace, F.dtype)) / float(C * N)
+    return (mean_term + ag.cast(trace, R.dtype)) / float(C * N)
