@@ -81,3 +81,33 @@ def _totals_lines(plan, gflops, device):
                   f"    (every FLOP at this {device.upper()}'s measured float32 matmul rate, "
                   f"{gflops:.0f} GFLOP/s; real runs are slower)"]
     return lines
+
+
+def explain_tiled_text(tiled, *, gflops=None, device="cpu"):
+    """A tile_plan.TiledPlan as text: the table of one iteration on the largest window, then the
+    grid, its margins, the overhead and the tiled run's peak memory."""
+    layout, whole = tiled.layout, tiled.whole
+    (h, w), (rows, cols) = layout.size, layout.grid
+    rm, cm = layout.margins
+    wh, ww = layout.largest_window
+    flop = whole.flop * layout.overhead * 1.5     # pass 2 forward + backward, pass 1 forward
+    lines = ["The largest window's iteration (each tile's, at most):",
+             explain_text(tiled.window, device=device), "",
+             f"Tiled at {w}x{h}: {layout.tile} px tiles, a grid of {rows} x {cols} "
+             f"({len(layout.tiles)} tiles), each run on its window (the tile and margins):",
+             f"  margins                               {rm.before} px top, {rm.after} px bottom, "
+             f"{cm.before} px left, {cm.after} px right",
+             f"    (the reach of {whole.deepest} beyond its {rm.stride} px cell; top and left "
+             f"rounded up to {rm.stride} px)",
+             f"  largest window                        {ww}x{wh}",
+             f"  pixels computed per pass              {layout.overhead:.2f}x the image's",
+             "  passes per iteration                  per tile a forward (the moments), then "
+             "per tile",
+             "                                        a forward and backward",
+             f"  FLOP, estimated                       {format_count(flop)}  "
+             f"({flop / whole.flop:.2f}x untiled)",
+             f"  untiled peak memory estimate          {format_bytes(whole.peak_bytes)}",
+             f"  tiled peak memory estimate            {format_bytes(tiled.peak_bytes)}"]
+    if gflops:
+        lines.append(f"  estimated time per iteration          {flop / (gflops * 1e9):.2f} s")
+    return "\n".join(lines)

@@ -14,6 +14,7 @@ from pathlib import Path
 from .. import device
 from ..errors import UserError
 from ..vgg import check_layer_names, check_pooling
+from .memory_options import add_memory_options, check_memory_options
 
 
 @dataclass
@@ -61,6 +62,9 @@ class Options:
     force: bool = False
     explain: bool = False
     trace: bool = False
+    tile: int = None                  # px; None: untiled unless --max-memory asks for tiles
+    max_memory: object = None         # "6G", "512M" or bytes; None: refuse what does not fit
+    lbfgs_history: int = 10           # L-BFGS's m, the (s, y) pairs it keeps
 
 
 DEFAULT_ADAM_LR = 10.0     # Adam's step when --learning-rate is left out, in pixel units
@@ -86,6 +90,7 @@ def validate(opts):
     _check_weights(opts)
     _check_choices(opts)
     _check_layers(opts)
+    check_memory_options(opts)
     return opts
 
 
@@ -225,6 +230,7 @@ def build_parser():
     _add_loss_options(p, d)
     _add_image_options(p, d)
     _add_run_options(p, d)
+    add_memory_options(p, d)
     return p
 
 

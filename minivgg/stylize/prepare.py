@@ -35,6 +35,7 @@ class Job:
     device: devices.Device = devices.Device("cpu")
     net: object = None
     resume_from: Path = None  # the state file --resume continues from
+    tile: int = None          # tiled evaluation (minivgg/tiled.py) in tiles of this side, or None
 
 
 # -- paths we will write --------------------------------------------------------------------------
@@ -204,31 +205,48 @@ def load_network(opts, device):
 def plan_options(opts, device):
     """The keyword options of plan.plan_iteration for this run on ``device`` (a Device)."""
     return dict(style_layers=tuple(opts.style_layers), content_layers=tuple(opts.content_layers),
-                optimizer=opts.optimizer, device=device.name)
+                optimizer=opts.optimizer, history=opts.lbfgs_history, device=device.name)
 
 
-def check_memory(opts, net, shapes, device):
-    """UserError when one iteration on any of the images of ``shapes`` (H, W) will not fit in
-    free RAM / GPU memory (skipped by --force). Run before the images are resized, so the free
-    memory it measures (and the size it suggests) does not depend on the --size asked for."""
-    from .. import fits
+def check_memory(opts, net, shapes, device, say=print):
+    """The tile side to run with (None: untiled). With --tile or --max-memory, tile_plan's
+    choice for the content's shape (a line through ``say`` when it tiles by itself); else
+    UserError when one iteration on any of the images of ``shapes`` (H, W) will not fit in free
+    RAM / GPU memory (skipped by --force). Run before the images are resized, so the free memory
+    it measures (and the size it suggests) does not depend on the --size asked for."""
+    from .. import fits, tile_plan
+    if opts.tile is not None or opts.max_memory is not None:
+        tile, why = tile_plan.choose_tile(net, tuple(shapes[0]), tile=opts.tile,
+                                          max_memory=opts.max_memory,
+                                          **plan_options(opts, device))
+        if why:
+            say(why)
+        return tile
     if opts.force:
-        return
+        return None
     available = device.free_bytes()
     for shape in shapes:
         fits.check_memory(net, tuple(shape), available=available, **plan_options(opts, device))
 
 
 def explain_plan(opts, job):
-    """The plan of one iteration on this run's content image, on the run's device."""
-    return plan.plan_iteration(job.net, job.content.shape[:2], **plan_options(opts, job.device))
+    """The plan of one iteration on this run's content image, on the run's device: an
+    IterationPlan, or a tile_plan.TiledPlan when the run is tiled."""
+    from .. import tile_plan
+    options, size = plan_options(opts, job.device), job.content.shape[:2]
+    if job.tile:
+        return tile_plan.plan_tiled(job.net, size, job.tile, **options)
+    return plan.plan_iteration(job.net, size, **options)
 
 
 def plan_text(opts, job):
     """The text of --explain: the cost of one iteration on this run's content image."""
     from .. import explain, machine
     gflops = machine.measure_matmul_gflops(job.device.array_module())
-    return explain.explain_text(explain_plan(opts, job), gflops=gflops, device=job.device.name)
+    planned = explain_plan(opts, job)
+    if job.tile:
+        return explain.explain_tiled_text(planned, gflops=gflops, device=job.device.name)
+    return explain.explain_text(planned, gflops=gflops, device=job.device.name)
 
 
 def prepare(opts, *, api=False, say=None):
@@ -246,9 +264,9 @@ def prepare(opts, *, api=False, say=None):
     device, notice = devices.choose(opts.device)
     shapes = working_shapes(opts, content, styles)
     net = load_network(opts, device)
-    if not opts.explain:
-        check_memory(opts, net, shapes, device)
+    tiling = opts.tile is not None or opts.max_memory is not None
+    tile = check_memory(opts, net, shapes, device, say) if tiling or not opts.explain else None
     content, alpha, styles, init = resize_images(opts, content, alpha, styles, shapes)
     if notice:
         say(notice)                   # only now: a refused run prints its error line alone
-    return Job(output, log, content, alpha, styles, init, device, net, resume_from)
+    return Job(output, log, content, alpha, styles, init, device, net, resume_from, tile)

@@ -9,6 +9,7 @@ stop (``--tol``), Ctrl-C that saves the image so far, and a stop at the last fin
 loss becomes NaN or infinite. Everything is written with a temporary file and a rename.
 """
 import dataclasses
+import functools
 import sys
 import time
 
@@ -18,7 +19,7 @@ from tqdm import tqdm
 
 import miniautograd as ag
 
-from .. import image, losses, optim
+from .. import image, losses, optim, tiled
 from ..errors import UserError
 from ..files import atomic_write
 from .checkpoint import load_state, save_checkpoint
@@ -37,17 +38,21 @@ class Interrupted(Exception):
 
 # -- the pieces of a run ------------------------------------------------------------------------
 def build_objective(job, opts, to_device):
-    """losses.Objective with targets computed once from the content and the style images."""
-    mean = job.net.mean
-    content = losses.content_targets(job.net, to_device(image.preprocess(job.content, mean)),
-                                     opts.content_layers)
+    """losses.Objective with targets computed once from the content and the style images;
+    with ``job.tile`` all of it tile by tile (tiled.TiledObjective)."""
+    mean, tile = job.net.mean, job.tile
+    x = to_device(image.preprocess(job.content, mean))
+    content = (tiled.tiled_responses(job.net, x, opts.content_layers, tile=tile) if tile else
+               losses.content_targets(job.net, x, opts.content_layers))
     styles = [to_device(image.preprocess(rgb, mean)) for rgb in job.styles]
-    style = losses.style_targets(job.net, styles, opts.style_layers,
+    moments = functools.partial(tiled.tiled_moments, tile=tile) if tile else losses.image_moments
+    style = losses.style_targets(job.net, styles, opts.style_layers, moments=moments,
                                  blend=opts.style_blend_weights, loss=opts.style_loss)
     w = losses.layer_weights(opts.style_layers, opts.style_layer_weights)
-    return losses.Objective(job.net, content, style, w, content_weight=opts.content_weight,
-                            style_weight=opts.style_weight, tv_weight=opts.tv_weight,
-                            style_loss=opts.style_loss)
+    objective = losses.Objective(job.net, content, style, w, content_weight=opts.content_weight,
+                                 style_weight=opts.style_weight, tv_weight=opts.tv_weight,
+                                 style_loss=opts.style_loss)
+    return tiled.TiledObjective(objective, tile=tile) if tile else objective
 
 
 def with_matched_colors(job, opts):
@@ -65,7 +70,7 @@ def make_optimizer(opts, x0, fn):
     if opts.optimizer == "adam":
         lr = DEFAULT_ADAM_LR if opts.learning_rate is None else opts.learning_rate
         return optim.Adam(x0, fn, lr=lr)
-    return optim.LBFGS(x0, fn)
+    return optim.LBFGS(x0, fn, history=opts.lbfgs_history)
 
 
 def result_rgb(job, opts, x):

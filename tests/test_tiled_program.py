@@ -1,0 +1,116 @@
+"""--tile, --max-memory and --lbfgs-history: parsing, refusals (one sentence, exit 2, nothing
+written), the tile plan (minivgg/tile_plan.py), and a tiled run that gives the untiled result."""
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import minivgg
+from minivgg import plan, tile_plan
+from minivgg.errors import UserError
+from minivgg.stylize.__main__ import main
+from minivgg.stylize.memory_options import parse_memory
+from minivgg.stylize.options import parse_args
+from minivgg.vgg import vgg19_layer_specs
+
+GIB, MIB = 2 ** 30, 2 ** 20
+LAYOUT = SimpleNamespace(layers=vgg19_layer_specs(), pooling="avg")    # full VGG-19 channels
+OPTIONS = dict(style_layers=("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
+               content_layers=("relu4_2",))
+
+
+@pytest.mark.parametrize("text,expected", [("6G", 6 * GIB), ("512M", 512 * MIB),
+                                           ("1.5GiB", int(1.5 * GIB)), ("2gb", 2 * GIB),
+                                           (1000, 1000), ("64K", 65536)])
+def test_memory_sizes_parse_in_binary_units(text, expected):
+    assert parse_memory(text) == expected
+
+
+@pytest.mark.parametrize("text", ["abc", "0", "-1G", "", "G", "1X", "nan", True])
+def test_bad_memory_sizes_are_refused(text):
+    with pytest.raises(UserError, match="--max-memory must be a size such as 6G"):
+        parse_memory(text)
+
+
+def snapshot(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--max-memory", "lots"], "--max-memory must be a size such as 6G or 512M, not 'lots'"),
+    (["--max-memory", "0"], "--max-memory must be a size"),
+    (["--tile", "100"], "--tile 100 is not a multiple of 16, the stride of relu5_1 (the deepest "
+                        "loss layer); use 96 or 112"),
+    (["--tile", "8"], "not a multiple of 16, the stride of relu5_1 (the deepest loss layer); "
+                      "use 16"),
+    (["--tile", "0"], "--tile must be a positive whole number, not 0"),
+    (["--lbfgs-history", "0"], "--lbfgs-history must be a positive whole number, not 0"),
+    (["--tile", "32", "--trace"], "--trace prints one untiled iteration"),
+    (["--max-memory", "1K"], "--max-memory 1.0 KiB is too small for a 48x36 image: even the "
+                             "smallest tiles need about"),
+])
+def test_bad_memory_options_are_refused_in_one_sentence(capsys, images, tiny_mat, argv, message):
+    content, style = images
+    before = snapshot(content.parent)
+    assert main([str(content), str(style), "--weights", str(tiny_mat), "--size", "48",
+                 *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert snapshot(content.parent) == before
+
+
+def test_tile_follows_the_deepest_loss_layer():
+    """Down to relu3_1 the stride is 4, so 100 px tiles are fine."""
+    opts = parse_args(
+        ["c.png", "s.png", "--tile", "100", "--style-layers", "relu1_1,relu3_1",
+         "--content-layers", "relu2_2"])
+    assert opts.tile == 100
+
+
+def test_the_history_is_counted_in_the_plan():
+    small = plan.plan_iteration(LAYOUT, (512, 512), history=2, **OPTIONS)
+    large = plan.plan_iteration(LAYOUT, (512, 512), history=10, **OPTIONS)
+    assert large.state_bytes - small.state_bytes == 2 * 8 * 512 * 512 * 3 * 4
+
+
+def test_max_memory_chooses_the_largest_tile_that_fits():
+    size = (1024, 768)
+    untiled = plan.plan_iteration(LAYOUT, size, **OPTIONS).peak_bytes
+    assert tile_plan.choose_tile(LAYOUT, size, max_memory=untiled, **OPTIONS) == (None, None)
+    budget = untiled // 2
+    tile, why = tile_plan.choose_tile(LAYOUT, size, max_memory=budget, **OPTIONS)
+    assert tile % 16 == 0 and f"running tiled, {tile} px tiles" in why
+    assert tile_plan.plan_tiled(LAYOUT, size, tile, **OPTIONS).peak_bytes <= budget
+    grid = tile_plan.plan_tiled(LAYOUT, size, tile, **OPTIONS).layout.grid
+    fewer = tile_plan.evened(-(-1024 // (max(grid) - 1)), size, 16)  # a tile fewer on the long side
+    larger = tile_plan.plan_tiled(LAYOUT, size, fewer, **OPTIONS)
+    assert larger.peak_bytes > budget       # one tile fewer along the long side does not fit
+
+
+def test_the_tiled_peak_falls_with_the_tile():
+    peaks = [tile_plan.plan_tiled(LAYOUT, (2048, 2048), t, **OPTIONS).peak_bytes
+             for t in (1024, 512, 256, 128)]
+    assert peaks == sorted(peaks, reverse=True)
+    assert peaks[-1] < plan.plan_iteration(LAYOUT, (2048, 2048), **OPTIONS).peak_bytes / 2
+
+
+def test_explain_shows_the_grid_margins_overhead_and_peak(capsys, images, tiny_mat):
+    content, style = images
+    assert main([str(content), str(style), "--weights", str(tiny_mat), "--tile", "16",
+                 "--size", "48", "--explain"]) == 0
+    out = capsys.readouterr().out
+    assert "Tiled at 48x36: 16 px tiles, a grid of 3 x 3 (9 tiles)" in out
+    assert "margins                               80 px top, 70 px bottom" in out
+    assert "pixels computed per pass" in out and "tiled peak memory estimate" in out
+
+
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+def test_a_tiled_run_gives_the_untiled_result(images, tiny_mat, pooling):
+    """Two L-BFGS iterations, untiled and in 16 px tiles: the same 8-bit image, give or take
+    one level where a value lies on a rounding boundary."""
+    content, style = images
+    common = dict(size=48, iterations=2, weights=str(tiny_mat), pooling=pooling, quiet=True,
+                  lbfgs_history=3)
+    untiled = np.asarray(minivgg.stylize(str(content), str(style), **common), dtype=int)
+    tiled = np.asarray(minivgg.stylize(str(content), str(style), tile=16, **common), dtype=int)
+    assert np.abs(untiled - tiled).max() <= 1
