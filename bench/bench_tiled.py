@@ -1,0 +1,107 @@
+"""Tiled against untiled: seconds per iteration and the process's peak memory under budgets.
+
+    python bench/bench_tiled.py                                   # 512 and 1024 px, 2G and 1G
+    python bench/bench_tiled.py --sizes 2048 --budgets 2G --no-untiled --repeats 1
+
+One iteration is common.py's (VGG-19 with random weights, Gram style on relu1_1..relu5_1, content
+on relu4_2, total variation). For each size: the untiled value_and_grad, then for each budget the
+tile minivgg.tile_plan.choose_tile picks (with L-BFGS's state for ``--lbfgs-history`` counted, as
+``stylize --max-memory`` does) and minivgg.tiled.TiledObjective's value_and_grad. Every
+configuration runs in a fresh Python, which reports the median of ``--repeats`` timed calls
+(after the targets are built; no warm-up: a big tiled call is its own warm-up) and its peak
+resident memory (VmHWM: the whole process, targets and Python included, what ``--max-memory``
+budgets). The first run also checks that the tiled loss equals the untiled one.
+"""
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+from minivgg import tile_plan, tiled  # noqa: E402
+from minivgg.stylize.memory_options import parse_memory  # noqa: E402
+from minivgg.explain import format_bytes  # noqa: E402
+
+
+def tiled_problem(size, tile):
+    """common.py's Problem at ``size``, its targets and objective tiled when ``tile``."""
+    if not tile:
+        return common.make_problem(common.build_network(), size)
+    net = common.build_network()
+    content, style, x = common.random_images(size)
+    obj = common.Objective(net, tiled.tiled_responses(net, content, common.CONTENT_LAYERS,
+                                                      tile=tile),
+                           common.style_targets(net, [style], common.STYLE_LAYERS,
+                                                moments=_moments(tile)),
+                           common.layer_weights(common.STYLE_LAYERS), **common.LOSS_WEIGHTS)
+    return common.Problem(net, tiled.TiledObjective(obj, tile=tile), x, content, style,
+                          common.np)
+
+
+def _moments(tile):
+    return lambda net, image, layers: tiled.tiled_moments(net, image, layers, tile=tile)
+
+
+def measure(size, tile, repeats):
+    """{seconds, loss, peak} of one configuration, in this process."""
+    problem = tiled_problem(size, tile)
+    times, loss = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        loss = problem.objective.value_and_grad(problem.x)[0]
+        times.append(time.perf_counter() - start)
+    return dict(seconds=statistics.median(times), loss=loss, peak=common.peak_rss_bytes())
+
+
+def in_fresh_process(size, tile, repeats):
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import json, "
+            f"bench_tiled; print(json.dumps(bench_tiled.measure({tuple(size)!r}, {tile!r}, "
+            f"{repeats})))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode:
+        common.fail(f"the run at {size} px (tile {tile}) failed: {done.stderr.strip()[-300:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def chosen_tile(size, budget, history):
+    net = common.build_network()
+    options = dict(style_layers=common.STYLE_LAYERS, content_layers=common.CONTENT_LAYERS,
+                   history=history)
+    tile, _ = tile_plan.choose_tile(net, size, max_memory=budget, **options)
+    planned = (tile_plan.plan_tiled(net, size, tile, **options) if tile else
+               common.plan.plan_iteration(net, size, **options))
+    return tile, planned.peak_bytes
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
+    p.add_argument("--budgets", nargs="+", default=["2G", "1G"])
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--lbfgs-history", type=int, default=10)
+    p.add_argument("--no-untiled", action="store_true", help="skip the untiled runs")
+    args = p.parse_args(argv)
+    print("\n".join(common.machine_lines("cpu", common.np)))
+    print(f"{'size':>6} {'budget':>8} {'tile':>6} {'s/iter':>8} {'x untiled':>9} "
+          f"{'peak RSS':>10} {'plan':>10}  loss")
+    for side in args.sizes:
+        size, base = (side, side), None
+        if not args.no_untiled:
+            base = in_fresh_process(size, None, args.repeats)
+            print(f"{side:>6} {'-':>8} {'-':>6} {base['seconds']:>8.2f} {1:>9.2f} "
+                  f"{format_bytes(base['peak']):>10} {'':>10}  {base['loss']:.6g}")
+        for text in args.budgets:
+            tile, planned = chosen_tile(size, parse_memory(text), args.lbfgs_history)
+            got = in_fresh_process(size, tile, args.repeats)
+            ratio = f"{got['seconds'] / base['seconds']:.2f}" if base else "-"
+            print(f"{side:>6} {text:>8} {tile or '-':>6} {got['seconds']:>8.2f} {ratio:>9} "
+                  f"{format_bytes(got['peak']):>10} {format_bytes(planned):>10}  "
+                  f"{got['loss']:.6g}")
+
+
+if __name__ == "__main__":
+    main()
