@@ -90,7 +90,8 @@ def bench(args):
     """Run both variants; print the table; write the pictures with --out."""
     schedule_opts = options(args, single=False)
     rows = []
-    for name, opts in (("single-scale", options(args, single=True)), ("schedule", schedule_opts)):
+    variants = (("single-scale", options(args, single=True)), ("schedule", schedule_opts))
+    for name, opts in [v for v in variants if v[0] in args.runs]:
         rgb, seconds, evals, job = run_variant(opts)
         sched = make_schedule(schedule_opts, job.content.shape[:2],
                               [s.shape[:2] for s in job.styles])
@@ -99,7 +100,7 @@ def bench(args):
             image.save_png(Path(args.out) / f"{name}.png", rgb)
         print(f"{name}: {seconds:.1f} s", file=sys.stderr, flush=True)
     print_table(rows, schedule_opts)
-    if args.out:
+    if args.out and len(rows) == 2:
         side_by_side(Path(args.out))
 
 
@@ -142,6 +143,8 @@ def parse_args(argv):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", help="folder for single-scale.png, schedule.png and pair.png")
+    p.add_argument("--runs", type=lambda text: text.split(","), default=["single-scale", "schedule"],
+                   help="which to run: single-scale,schedule (both)")
     return p.parse_args(argv)
 
 
