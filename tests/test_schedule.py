@@ -166,6 +166,26 @@ def test_resume_refuses_a_checkpoint_of_another_schedule(tiny_mat, images, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == before           # nothing written
 
 
+def test_a_version_2_checkpoint_resumes_only_as_a_single_scale(tiny_mat, images, tmp_path,
+                                                                capsys):
+    # made before the schedule existed: no schedule, no scale; it was a single-scale run
+    assert run(tiny_mat, images, "-o", "o.png", "--checkpoint-every", "2", "--start-size", "48",
+               size=48) == 0
+    path = tmp_path / "o_0002.state.npz"
+    state = ck.load_state(path)
+    for key in ("schedule", "scale"):
+        del state[key]
+    state["version"] = 2
+    state["rows"] = [row[:6] for row in state["rows"]]           # no size column then
+    ck.atomic_write(path, ck.dump_state(state))
+    assert multi(tiny_mat, images, "-o", "o.png", "--resume") == 2
+    assert "was made with the schedule 48 px, this run's is 24, 34, 48 px" in (
+        capsys.readouterr().err)
+    assert run(tiny_mat, images, "-o", "o.png", "--resume", "--start-size", "48", "--log",
+               "l.csv", size=48, iterations=3) == 0
+    assert [r[6] for r in read_log(tmp_path / "l.csv")[1:]] == ["48", "48", "48"]
+
+
 def test_ctrl_c_saves_the_current_scale(tiny_mat, images, tmp_path, monkeypatch, capsys):
     from minivgg import optim
     real, calls = optim.LBFGS.step, []

@@ -103,8 +103,9 @@ def saved_schedule(state):
 
 
 def describe(plan):
-    """'128, 181, 256 px, 100 + 100 + 200 iterations' of a Schedule or a saved schedule dict."""
+    """'128, 181, 256 px, 100 + 100 + 200 iterations' of a Schedule or a saved schedule dict
+    ('512 px' for a version 2 checkpoint, whose count was not saved)."""
     sizes, counts = (plan["sizes"], plan["iterations"]) if isinstance(plan, dict) else (
         plan.sizes, plan.iterations)
-    counts = " + ".join("?" if n is None else str(n) for n in counts)
-    return ", ".join(str(s) for s in sizes) + f" px, {counts} iterations"
+    text = ", ".join(str(s) for s in sizes) + " px"
+    return text if None in counts else text + f", {' + '.join(map(str, counts))} iterations"
