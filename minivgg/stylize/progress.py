@@ -56,5 +56,5 @@ def progress_bar(schedule, *, done, quiet):
 
 def show(bar, *, done, size, iteration, iterations, loss):
     """Move the bar to ``done`` and show the scale's size, its iteration and the loss."""
-    bar.update(done - bar.n)
     bar.set_postfix_str(f"{size} px, {iteration}/{iterations}, loss={loss:.4g}", refresh=False)
+    bar.update(done - bar.n)                     # redraws (at most every 0.1 s) with the postfix
