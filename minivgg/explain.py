@@ -111,3 +111,33 @@ def explain_tiled_text(tiled, *, gflops=None, device="cpu"):
     if gflops:
         lines.append(f"  estimated time per iteration          {flop / (gflops * 1e9):.2f} s")
     return "\n".join(lines)
+
+
+def schedule_text(scales, *, gflops=None):
+    """One line per scale of a coarse-to-fine run, then the whole schedule's total.
+
+    scales: [(plan, iterations)], the IterationPlan of each scale (smallest first) and the
+    iterations planned there. Each line: size, iterations, FLOP per iteration and for the scale,
+    peak memory, and with ``gflops`` the estimated seconds (every FLOP at the matmul rate).
+    """
+    lines = ["Schedule (coarse to fine; each size starts from the last one's result):", "",
+             "scale".ljust(7) + "".join(c.rjust(w) for c, w in zip(
+                 ("size", "iterations", "FLOP / it", "FLOP", "peak", "est. time"),
+                 (11, 12, 12, 12, 11, 11)))]
+    flop = seconds = 0.0
+    for k, (plan, iterations) in enumerate(scales):
+        h, w = plan.size
+        total = plan.flop * iterations
+        flop, seconds = flop + total, seconds + (total / (gflops * 1e9) if gflops else 0.0)
+        lines.append(f"{k + 1:<7}" + "".join(c.rjust(w_) for c, w_ in zip(
+            (f"{w}x{h}", str(iterations), format_count(plan.flop), format_count(total),
+             format_bytes(plan.peak_bytes), _seconds(total, gflops)), (11, 12, 12, 12, 11, 11))))
+    peak = max(plan.peak_bytes for plan, _ in scales)
+    lines.append("total".ljust(7) + "".join(c.rjust(w) for c, w in zip(
+        ("", str(sum(n for _, n in scales)), "", format_count(flop), format_bytes(peak),
+         _seconds(flop, gflops)), (11, 12, 12, 12, 11, 11))))
+    return "\n".join(lines)
+
+
+def _seconds(flop, gflops):
+    return f"{flop / (gflops * 1e9):.0f} s" if gflops else "-"

@@ -71,9 +71,10 @@ def test_api_takes_pil_images_and_arrays(tiny_mat, images):
 def test_the_loss_goes_down_and_the_log_has_a_row_per_iteration(tiny_mat, images, tmp_path):
     assert run(tiny_mat, images, "--log", "run.csv", "--init", "noise", iterations=6) == 0
     rows = read_log(tmp_path / "run.csv")
-    assert rows[0] == ["iteration", "total", "content", "style", "tv", "seconds"]
+    assert rows[0] == ["iteration", "total", "content", "style", "tv", "seconds", "size"]
     assert [int(r[0]) for r in rows[1:]] == [1, 2, 3, 4, 5, 6]
-    values = np.array([[float(v) for v in r[1:]] for r in rows[1:]])
+    assert {r[6] for r in rows[1:]} == {"32"}                         # one scale: --size
+    values = np.array([[float(v) for v in r[1:6]] for r in rows[1:]])
     # the terms are float32, added in float32 (rounding 6e-8 each, all positive) and logged with 9
     # digits: rtol 1e-5 holds on any CPU
     np.testing.assert_allclose(values[:, 0], values[:, 1:4].sum(axis=1), rtol=1e-5)

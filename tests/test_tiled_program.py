@@ -114,3 +114,28 @@ def test_a_tiled_run_gives_the_untiled_result(images, tiny_mat, pooling):
     untiled = np.asarray(minivgg.stylize(str(content), str(style), **common), dtype=int)
     tiled = np.asarray(minivgg.stylize(str(content), str(style), tile=16, **common), dtype=int)
     assert np.abs(untiled - tiled).max() <= 1
+
+
+def test_tiles_follow_the_coarse_to_fine_schedule(images, tiny_mat):
+    """With a schedule 24 -> 34 -> 48 px and 32 px tiles, the first scale (one tile would hold
+    it whole) runs untiled and the others tiled: the same 8-bit image as an untiled schedule,
+    give or take one level where a value lies on a rounding boundary."""
+    content, style = images
+    common = dict(size=48, start_size=24, coarse_iterations=1, iterations=1,
+                  weights=str(tiny_mat), quiet=True, lbfgs_history=3)
+    untiled = np.asarray(minivgg.stylize(str(content), str(style), **common), dtype=int)
+    tiled = np.asarray(minivgg.stylize(str(content), str(style), tile=32, **common), dtype=int)
+    assert np.abs(untiled - tiled).max() <= 1
+
+
+def test_a_scale_no_longer_than_the_tile_runs_untiled():
+    import dataclasses
+    from types import SimpleNamespace
+
+    from minivgg.stylize.run import at_scale
+    Job = dataclasses.make_dataclass("Job", ["content", "alpha", "styles", "tile"])
+    job = Job(np.zeros((36, 48, 3), np.float32), None, [np.zeros((32, 32, 3), np.float32)], 32)
+    schedule = SimpleNamespace(content_shapes=[(18, 24), (36, 48)],
+                               style_shapes=[[(16, 16)], [(32, 32)]])
+    assert at_scale(job, schedule, 0).tile is None        # 24 px: one tile would hold it whole
+    assert at_scale(job, schedule, 1).tile == 32

@@ -36,6 +36,11 @@ def checkpoint_paths(output, iteration, *, digits=4):
     return output.with_name(stem + ".png"), output.with_name(stem + STATE_SUFFIX)
 
 
+def scale_image_path(output, size):
+    """--save-scales: OUT_<size>px.png (the px keeps it apart from checkpoint images)."""
+    return output.with_name(f"{output.stem}_{size}px.png")
+
+
 def find_last(output):
     """The state path of the highest-numbered checkpoint of ``output``, or None."""
     output = Path(output)

@@ -15,6 +15,8 @@ from .. import device
 from ..errors import UserError
 from ..vgg import check_layer_names, check_pooling
 from .memory_options import add_memory_options, check_memory_options
+from .schedule import (DEFAULT_COARSE_ITERATIONS, DEFAULT_SCALE_FACTOR, DEFAULT_START_SIZE,
+                       MAX_SCALE_FACTOR)
 
 
 @dataclass
@@ -24,7 +26,14 @@ class Options:
     style: list = field(default_factory=list)   # one or more, same kinds as content
     output: object = None             # CLI default: <content stem>_stylized.png
     size: int = 512                   # longest side of the result, in pixels
-    iterations: int = 500
+    # at the final size; 200 there and 100 at each coarser size cost about 59% of the 500
+    # single-scale iterations this replaced (bench/README.md, "Coarse to fine")
+    iterations: int = 200
+    start_size: int = None            # first scale's longest side; None: schedule.DEFAULT_START_SIZE
+    scale_factor: float = DEFAULT_SCALE_FACTOR    # each scale's size over the previous one's
+    coarse_iterations: int = DEFAULT_COARSE_ITERATIONS   # at each size before the final one
+    average: float = 0.0              # decay of the iterate average; 0: off
+    save_scales: bool = False         # write OUT_<size>px.png after each scale
     optimizer: str = "lbfgs"
     learning_rate: float = None       # Adam only; 10.0 when left out (pixel units, 0..255)
     # alpha : beta : gamma = 50 : 1 : 0.1 shows both the photo and the painting at 128-512 px
@@ -91,6 +100,7 @@ def validate(opts):
     _check_choices(opts)
     _check_layers(opts)
     check_memory_options(opts)
+    _check_schedule(opts)
     return opts
 
 
@@ -151,6 +161,30 @@ def _check_colour_and_style_loss(opts):
         raise UserError("--match-colors and --preserve-colors both decide the result's colours "
                         "(the content's colours given to the style, or kept in the result); "
                         "choose one")
+
+
+def _check_schedule(opts):
+    """--start-size (16 <= it <= --size; the layers' own minimum is checked in prepare.py on the
+    shapes), --scale-factor in (1, 4], --coarse-iterations >= 0, --average in [0, 1)."""
+    if opts.start_size is not None:
+        start = opts.start_size
+        if isinstance(start, bool) or not isinstance(start, numbers.Integral):
+            raise UserError(f"--start-size must be a whole number of pixels, not {start!r}")
+        if start > opts.size:
+            raise UserError(f"--start-size {start} is larger than --size {opts.size}; the "
+                            "schedule grows to --size, so give a start size up to it")
+    factor = opts.scale_factor
+    check_number("scale_factor", factor, positive=True)
+    if not 1 < factor <= MAX_SCALE_FACTOR:
+        raise UserError(f"--scale-factor must be above 1 and at most {MAX_SCALE_FACTOR:g} (each "
+                        f"size over the one before; 1.414 is the default), not {factor!r}")
+    coarse = opts.coarse_iterations
+    if isinstance(coarse, bool) or not isinstance(coarse, numbers.Integral) or coarse < 0:
+        raise UserError(f"--coarse-iterations must be a whole number >= 0, not {coarse!r}")
+    check_number("average", opts.average, positive=False)
+    if opts.average >= 1:
+        raise UserError(f"--average is a decay in [0, 1) (0.9 averages about the last 10 "
+                        f"iterates; 0 is off), not {opts.average!r}")
 
 
 def check_number(name, value, *, positive):
@@ -223,15 +257,34 @@ def build_parser():
     p.add_argument("--size", type=int, default=d.size, metavar="PX",
                    help="longest side in pixels (%(default)s)")
     p.add_argument("--iterations", type=int, default=d.iterations, metavar="N",
-                   help="(%(default)s)")
+                   help="at the final size (%(default)s)")
     p.add_argument("--optimizer", default=d.optimizer, help="lbfgs or adam (%(default)s)")
     p.add_argument("--learning-rate", type=float, metavar="LR",
                    help=f"Adam's step in pixel units ({DEFAULT_ADAM_LR})")
+    _add_schedule_options(p, d)
     _add_loss_options(p, d)
     _add_image_options(p, d)
     _add_run_options(p, d)
     add_memory_options(p, d)
     return p
+
+
+def _add_schedule_options(p, d):
+    """Coarse-to-fine (schedule.py, docs/schedule.md)."""
+    g = p.add_argument_group("coarse to fine", "optimise a small image first, then grow it by "
+                             "--scale-factor up to --size, starting each size from the last")
+    g.add_argument("--start-size", type=int, metavar="PX",
+                   help=f"the first size's longest side ({DEFAULT_START_SIZE}, or --size if "
+                   "smaller); equal to --size: a single scale")
+    g.add_argument("--scale-factor", type=float, default=d.scale_factor, metavar="F",
+                   help="each size over the one before (sqrt 2 = 1.414)")
+    g.add_argument("--coarse-iterations", type=int, default=d.coarse_iterations, metavar="N",
+                   help="iterations at each size before the last (%(default)s); 0: a single "
+                   "scale")
+    g.add_argument("--average", type=float, default=d.average, metavar="DECAY",
+                   help="save the moving average of the iterates (e.g. 0.9 with Adam); 0: off")
+    g.add_argument("--save-scales", action="store_true",
+                   help="also write OUT_<size>px.png at the end of each size")
 
 
 def _add_loss_options(p, d):

@@ -21,6 +21,7 @@ from .. import image, plan
 from ..errors import UserError
 from ..vgg import load_vgg19, vgg19_layer_specs
 from .checkpoint import STATE_SUFFIX, find_last
+from .schedule import make_schedule
 
 
 @dataclass
@@ -79,7 +80,8 @@ def check_target(path, what, inputs):
 
 def check_checkpoint_names(output, inputs):
     """Refuse when an input is named like one of output's checkpoints (OUT_0100.png ...)."""
-    pattern = re.compile(re.escape(output.stem) + r"_\d+(\.png|" + re.escape(STATE_SUFFIX) + ")$")
+    pattern = re.compile(re.escape(output.stem) + r"_\d+(\.png|px\.png|" + re.escape(STATE_SUFFIX)
+                         + ")$")
     for p in inputs:
         if p.resolve().parent == output.resolve().parent and pattern.match(p.name):
             raise UserError(f"the input '{p}' is named like a checkpoint of '{output}' and could "
@@ -98,8 +100,9 @@ def resolve_paths(opts, *, api=False):
             raise UserError(f"the output '{output}' must be a PNG file; give a name ending in .png")
         check_target(output, "the output", inputs)
         check_checkpoint_names(output, inputs)
-    elif opts.checkpoint_every or opts.resume:
-        raise UserError("checkpoints and --resume need an output file; pass output=...png")
+    elif opts.checkpoint_every or opts.resume or opts.save_scales:
+        raise UserError("checkpoints, --resume and --save-scales need an output file; pass "
+                        "output=...png")
     if log is not None:
         if output is not None and log.resolve() == output.resolve():
             raise UserError(f"the log '{log}' is the output image; give the log its own name")
@@ -166,7 +169,20 @@ def working_shapes(opts, content, styles):
                   *(image.longest_shape(rgb.shape[:2], style_size) for rgb in styles)]
     for i, shape in enumerate(shapes):
         check_size(shape, "style image" if i else "content image", need, deepest, resized=True)
+    check_scales(make_schedule(opts, shapes[0], shapes[1:]), need, deepest)
     return shapes
+
+
+def check_scales(schedule, need, deepest):
+    """UserError when an image at a coarse scale of ``schedule`` is too small for ``deepest``."""
+    for size, content, styles in zip(schedule.sizes, schedule.content_shapes,
+                                     schedule.style_shapes):
+        for i, (h, w) in enumerate([content, *styles]):
+            if min(h, w) < need:
+                what = "style image" if i else "content image"
+                raise UserError(f"at the first scale, {size} px, the {what} is {w}x{h} pixels, "
+                                f"too small for layer {deepest}, which needs at least {need} "
+                                "pixels on each side; raise --start-size")
 
 
 def resize_images(opts, content, alpha, styles, shapes):
@@ -240,13 +256,21 @@ def explain_plan(opts, job):
 
 
 def plan_text(opts, job):
-    """The text of --explain: the cost of one iteration on this run's content image."""
+    """The text of --explain: the cost of one iteration on this run's content image (the final,
+    largest scale), then with several scales one line per scale and the schedule's total."""
     from .. import explain, machine
     gflops = machine.measure_matmul_gflops(job.device.array_module())
     planned = explain_plan(opts, job)
     if job.tile:
-        return explain.explain_tiled_text(planned, gflops=gflops, device=job.device.name)
-    return explain.explain_text(planned, gflops=gflops, device=job.device.name)
+        text = explain.explain_tiled_text(planned, gflops=gflops, device=job.device.name)
+    else:
+        text = explain.explain_text(planned, gflops=gflops, device=job.device.name)
+    schedule = make_schedule(opts, job.content.shape[:2], [s.shape[:2] for s in job.styles])
+    if len(schedule.sizes) == 1:
+        return text
+    scales = [(plan.plan_iteration(job.net, shape, **plan_options(opts, job.device)), n)
+              for shape, n in zip(schedule.content_shapes, schedule.iterations)]
+    return text + "\n\n" + explain.schedule_text(scales, gflops=gflops)
 
 
 def prepare(opts, *, api=False, say=None):

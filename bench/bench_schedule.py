@@ -1,0 +1,160 @@
+"""Coarse-to-fine against a single scale: wall time, loss evaluations, and the loss at each size.
+
+    python bench/bench_schedule.py CONTENT STYLE --size 512 --out results/
+
+runs ``minivgg.stylize``'s single-scale run (``--start-size`` = ``--size``, ``--single-iterations``,
+500 by default as the program's default was) and the schedule (``--start-size``,
+``--scale-factor``, ``--coarse-iterations``, ``--iterations``: the program's defaults unless given)
+from the same seed, on the same images, weights and device, one after the other. For each it
+reports: the wall time, the loss evaluations (line-search trials included), the final-scale loss
+(the objective at ``--size`` on the saved image), and the **multi-scale loss**: the same
+objective evaluated on the final image downsampled to each size of the schedule, with the targets
+of that size (as the schedule's scales build them), one column per size. With ``--out`` both
+results are written as PNGs, with a side-by-side picture (``pair.png``) to look at.
+"""
+import argparse
+import contextlib
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import miniautograd as ag
+from minivgg import image, losses
+from minivgg.errors import UserError
+from minivgg.stylize.options import Options, validate
+from minivgg.stylize.prepare import prepare
+from minivgg.stylize.run import Run, at_scale, build_objective, result_rgb
+from minivgg.stylize.schedule import make_schedule
+
+
+@contextlib.contextmanager
+def counting_evaluations():
+    """Record every call of losses.Objective.value_and_grad inside the block: yields a list of the
+    pixel counts H*W of the images evaluated (the bench's own instrument; the program is not
+    changed)."""
+    calls, real = [], losses.Objective.value_and_grad
+
+    def counted(self, x):
+        calls.append(x.shape[2] * x.shape[3])
+        return real(self, x)
+
+    losses.Objective.value_and_grad = counted
+    try:
+        yield calls
+    finally:
+        losses.Objective.value_and_grad = real
+
+
+def run_variant(opts):
+    """(rgb result at --size, seconds, evaluations, job) of one stylize run of ``opts``; the
+    evaluations as (count, final-size equivalents: each weighted by its pixels over the final
+    image's, a measure of the work that does not depend on the machine's load)."""
+    job = prepare(opts, api=True, say=lambda line: None)
+    with counting_evaluations() as calls:
+        start = time.perf_counter()
+        run = Run(job, opts, say=lambda line: None)
+        run.execute()
+        seconds = time.perf_counter() - start
+    weighted = sum(calls) / (job.content.shape[0] * job.content.shape[1])
+    return result_rgb(run.here, opts, run.current_x()), seconds, (len(calls), weighted), run.job
+
+
+def multiscale_losses(rgb, job, opts, schedule):
+    """{size: total loss of ``rgb`` downsampled to that scale, with that scale's targets}."""
+    found = {}
+    for k, size in enumerate(schedule.sizes):
+        here = at_scale(job, schedule, k)
+        objective = build_objective(here, opts, job.device.put)
+        x = image.preprocess(image.resize_to(rgb, schedule.content_shapes[k]), job.net.mean)
+        found[size] = float(ag.to_cpu(objective.terms(ag.Tensor(job.device.put(x)))["total"].data))
+    return found
+
+
+def options(args, *, single):
+    """The validated Options of one variant (everything else at the program's defaults)."""
+    common = dict(content=args.content, style=[args.style], size=args.size, weights=args.weights,
+                  seed=args.seed, device=args.device, quiet=True,
+                  optimizer=args.optimizer or Options.optimizer)
+    if single:
+        return validate(Options(**common, iterations=args.single_iterations,
+                                start_size=args.size))
+    extra = {name: getattr(args, name) for name in
+             ("start_size", "scale_factor", "coarse_iterations", "iterations", "average") if getattr(args, name) is not None}
+    return validate(Options(**common, **extra))
+
+
+def bench(args):
+    """Run both variants; print the table; write the pictures with --out."""
+    schedule_opts = options(args, single=False)
+    rows = []
+    variants = (("single-scale", options(args, single=True)), ("schedule", schedule_opts))
+    for name, opts in [v for v in variants if v[0] in args.runs]:
+        rgb, seconds, evals, job = run_variant(opts)
+        sched = make_schedule(schedule_opts, job.content.shape[:2],
+                              [s.shape[:2] for s in job.styles])
+        rows.append((name, opts, seconds, evals, multiscale_losses(rgb, job, opts, sched)))
+        if args.out:
+            image.save_png(Path(args.out) / f"{name}.png", rgb)
+        print(f"{name}: {seconds:.1f} s", file=sys.stderr, flush=True)
+    print_table(rows, schedule_opts)
+    if args.out and len(rows) == 2:
+        side_by_side(Path(args.out))
+
+
+def print_table(rows, schedule_opts):
+    sizes = list(rows[0][4])
+    print(f"schedule: {', '.join(map(str, sizes))} px; --coarse-iterations "
+          f"{schedule_opts.coarse_iterations}, --iterations {schedule_opts.iterations}")
+    print("| run | iterations | wall s | evaluations | at final size | final-scale loss | "
+          + " | ".join(f"loss at {s}" for s in sizes) + " |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in sizes) + " |")
+    for name, opts, seconds, evals, found in rows:
+        counts = (str(opts.iterations) if name == "single-scale" else
+                  f"{schedule_opts.coarse_iterations} x {len(sizes) - 1} + {opts.iterations}")
+        print(f"| {name} | {counts} | {seconds:.1f} | {evals[0]} | {evals[1]:.1f} | "
+              f"{found[sizes[-1]]:.5g} | "
+              + " | ".join(f"{found[s]:.5g}" for s in sizes) + " |")
+
+
+def side_by_side(folder):
+    """pair.png: single-scale on the left, the schedule on the right, 8 px apart."""
+    left, right = (np.asarray(Image.open(folder / f"{n}.png")) for n in ("single-scale",
+                                                                        "schedule"))
+    gap = np.full((left.shape[0], 8, 3), 255, np.uint8)
+    Image.fromarray(np.concatenate([left, gap, right], axis=1)).save(folder / "pair.png")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("content")
+    p.add_argument("style")
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--single-iterations", type=int, default=500)
+    p.add_argument("--iterations", type=int, help="the schedule's at the final size")
+    p.add_argument("--start-size", type=int)
+    p.add_argument("--scale-factor", type=float)
+    p.add_argument("--coarse-iterations", type=int)
+    p.add_argument("--average", type=float)
+    p.add_argument("--optimizer")
+    p.add_argument("--weights", default="random")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", help="folder for single-scale.png, schedule.png and pair.png")
+    p.add_argument("--runs", type=lambda text: text.split(","), default=["single-scale", "schedule"],
+                   help="which to run: single-scale,schedule (both)")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    try:
+        bench(parse_args(argv))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""bench/bench_schedule.py at a tiny size on the tiny net: both runs, the table, the pictures."""
+import sys
+
+import pytest
+from PIL import Image
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))
+import bench_schedule  # noqa: E402
+
+
+def test_the_table_has_both_runs_and_a_loss_per_size(tiny_mat, images, tmp_path, capsys):
+    content, style = images
+    bench_schedule.main([str(content), str(style), "--size", "48", "--start-size", "24",
+                         "--single-iterations", "3", "--coarse-iterations", "2", "--iterations",
+                         "2", "--weights", str(tiny_mat), "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "schedule: 24, 34, 48 px" in out and "| loss at 24 | loss at 34 | loss at 48 |" in out
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in out.splitlines()
+            if line.startswith("| single") or line.startswith("| schedule")}
+    assert rows["single-scale"][0].strip() == "3" and rows["schedule"][0].strip() == "2 x 2 + 2"
+    for cells in rows.values():
+        evaluations, at_final = int(cells[2]), float(cells[3])
+        assert evaluations >= 2 and 0 < at_final <= evaluations
+        assert cells[4] == cells[-1]                   # the final-scale loss is the one at 48 px
+    assert float(rows["schedule"][3]) < int(rows["schedule"][2])   # coarse evaluations are cheaper
+    with Image.open(tmp_path / "pair.png") as pair:
+        assert pair.size == (48 + 8 + 48, 36)
+
+
+def test_a_bad_setting_is_one_sentence(tiny_mat, images, capsys):
+    content, style = images
+    with pytest.raises(SystemExit) as exc:
+        bench_schedule.main([str(content), str(style), "--size", "48", "--start-size", "64",
+                             "--weights", str(tiny_mat)])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.startswith("error: --start-size 64 is larger than --size 48")
