@@ -56,6 +56,25 @@ def test_gradients_match_finite_differences(rng, x_shape, kernel, stride, pad, k
         assert result.ok, (pool.__name__, result.errors)
 
 
+@pytest.mark.parametrize("x_shape, kernel", [
+    ((2, 5, 8, 6), (2, 2)), ((1, 3, 7, 9), (2, 2)), ((2, 4, 9, 8), (3, 2)), ((1, 6, 5, 4), (1, 2))])
+@pytest.mark.parametrize("band", [1, 10 ** 6])          # one channel per band, or all at once
+def test_average_pool_fast_path_agrees_with_the_offset_loop(rng, monkeypatch, x_shape, kernel,
+                                                           band):
+    """Windows that tile x (stride = kernel, no pad) take the *_blocks functions; leftover rows
+    and columns (7 = 3*2 + 1) get no gradient. Forward sums in another order: a rounding apart."""
+    from miniautograd import pooling as P
+    monkeypatch.setattr(P, "BAND_ELEMENTS", band)
+    x = rng.standard_normal(x_shape)
+    y = P.avg_pool2d_forward(x, kernel, None, 0)
+    np.testing.assert_allclose(y, P.avg_pool2d_forward_offsets(x, kernel, kernel, (0,) * 4),
+                               rtol=1e-15, atol=1e-15)
+    gy = rng.standard_normal(y.shape)
+    np.testing.assert_array_equal(P.avg_pool2d_grad_input(gy, x_shape, kernel, None, 0),
+                                  P.avg_pool2d_grad_input_offsets(gy, x_shape, kernel, kernel,
+                                                                  (0,) * 4))
+
+
 def test_stride_defaults_to_the_kernel(rng):
     x = rng.standard_normal((2, 3, 9, 7))
     for pool in (avg_pool2d, max_pool2d):
