@@ -86,6 +86,28 @@ def pad_input(x, pad, *, value=0.0):
     return padded
 
 
+def pad_rows(x, rows, pad, *, out):
+    """Rows ``rows`` of x padded with zeros, xpad[:, :, rows], built in a buffer: no full xpad.
+
+    x (N, C, H, W); rows, a slice of padded-input rows (within 0 .. H + pt + pb); out, a flat
+    buffer of at least N*C*R*Wp elements (R rows). Returns the (N, C, R, Wp) view of out, or,
+    without padding, the slice of x itself (no copy). Convolutions call this per chunk, so the
+    copy stays small and in cache until im2col reads it.
+    """
+    if not any(pad):
+        return x[:, :, rows]
+    (N, C, H, W), (pt, _, pl, pr), R = x.shape, pad, rows.stop - rows.start
+    band = out[:N * C * R * (W + pl + pr)].reshape(N, C, R, W + pl + pr)  # flat -> (N, C, R, Wp)
+    top = min(R, max(0, pt - rows.start))            # band rows above x's first row
+    end = max(top, min(R, H + pt - rows.start))      # band rows up to x's last row
+    band[:, :, :top] = 0
+    band[:, :, end:] = 0
+    band[:, :, top:end, :pl] = 0
+    band[:, :, top:end, pl + W:] = 0
+    band[:, :, top:end, pl:pl + W] = x[:, :, rows.start + top - pt:rows.start + end - pt]
+    return band
+
+
 def unpad(padded, pad):
     """The inner (N, C, H, W) part of a padded (N, C, Hp, Wp) array (a view; no copy)."""
     pt, pb, pl, pr = pad
