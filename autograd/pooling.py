@@ -15,7 +15,7 @@ Neither pool builds the im2col matrix: for a fixed offset (i, j), the (oh, ow) e
 windows form one strided slice of xpad (``window_slices``), so each op is a loop of KH*KW array
 operations. The stride defaults to the kernel size (non-overlapping windows), as in PyTorch.
 
-Fast path (VGG's pools). When the windows tile the input (stride = kernel, no padding), the
+Fast path (VGG's pools). When the windows tile the input (stride = kernel, no padding read), the
 average pool is memory-bound: one read of x, one write of y. ``avg_pool2d_forward_blocks`` adds
 the KH rows of each window first (whole rows: contiguous, vectorised) into a small band buffer
 that stays in cache, then the KW columns of that band; its backward writes gy / (KH*KW) once into
@@ -44,9 +44,13 @@ def pool_args(x_shape, kernel, stride, pad, *, op):
     return kernel, stride, pad, output_size(x_shape, kernel, stride, pad, op=op)
 
 
-def tiles_the_input(kernel, stride, pad):
-    """True when the windows neither overlap nor leave gaps nor pad: stride = kernel, pad 0."""
-    return tuple(stride) == tuple(kernel) and not any(pad)
+def tiles_the_input(x_shape, kernel, stride, pad, out_size):
+    """True when the windows neither overlap nor leave gaps nor read padding: stride = kernel,
+    no top or left pad, and the last window ends inside x (VGG's bottom/right pad of 1 is then
+    never read: 2*OH <= H for even H)."""
+    (KH, KW), (pt, _, pl, _), (OH, OW) = kernel, pad, out_size
+    return (tuple(stride) == tuple(kernel) and pt == pl == 0 and KH * OH <= x_shape[2]
+            and KW * OW <= x_shape[3])
 
 
 def band_channels(C, OH, W):
@@ -62,21 +66,28 @@ def _sizes(x_shape, kernel, stride, pad, *, op):
     return N * C * H * W, padded if any((pt, pb, pl, pr)) else 0, N * C * OH * OW
 
 
+def _avg_fast_path(x_shape, kernel, stride, pad):
+    """True when avg_pool2d takes the *_blocks functions (tiles_the_input)."""
+    kernel, stride, pad, out_size = pool_args(x_shape, kernel, stride, pad, op="avg_pool2d")
+    return tiles_the_input(x_shape, kernel, stride, pad, out_size)
+
+
 def avg_pool2d_forward_buffers(x_shape, kernel, stride, pad):
-    """{name: elements} of what avg_pool2d_forward allocates: y, xpad (0 without padding) and
-    band, the fast path's row sums (c, OH, W) (0 on the reference path)."""
-    kernel, stride, pad, (OH, _) = pool_args(x_shape, kernel, stride, pad, op="avg_pool2d")
+    """{name: elements} of what avg_pool2d_forward allocates: y; on the reference path xpad (0
+    without padding); on the fast path band, its row sums (c, OH, W)."""
     _, padded, outputs = _sizes(x_shape, kernel, stride, pad, op="avg_pool2d")
-    C, W = x_shape[1], x_shape[3]
-    band = band_channels(C, OH, W) * OH * W if tiles_the_input(kernel, stride, pad) else 0
-    return dict(y=outputs, xpad=padded, band=band)
+    if not _avg_fast_path(x_shape, kernel, stride, pad):
+        return dict(y=outputs, xpad=padded, band=0)
+    (_, C, _, W), OH = x_shape, pool_args(x_shape, kernel, stride, pad, op="avg_pool2d")[3][0]
+    return dict(y=outputs, xpad=0, band=band_channels(C, OH, W) * OH * W)
 
 
 def avg_pool2d_grad_input_buffers(x_shape, kernel, stride, pad):
-    """{name: elements} of what avg_pool2d_grad_input allocates: gxpad (gx is a view of it) and
-    share, gy / (KH*KW)."""
+    """{name: elements} of what avg_pool2d_grad_input allocates: gxpad (gx is a view of it; gx
+    itself on the fast path) and share, gy / (KH*KW)."""
     inputs, padded, outputs = _sizes(x_shape, kernel, stride, pad, op="avg_pool2d")
-    return dict(gxpad=padded or inputs, share=outputs)
+    fast = _avg_fast_path(x_shape, kernel, stride, pad)
+    return dict(gxpad=inputs if fast else padded or inputs, share=outputs)
 
 
 def max_pool2d_forward_buffers(x_shape, kernel, stride, pad):
@@ -101,7 +112,7 @@ def avg_pool2d_forward(x, kernel, stride, pad):
     reference loop over the window offsets (avg_pool2d_forward_offsets).
     """
     kernel, stride, pad, (OH, OW) = pool_args(x.shape, kernel, stride, pad, op="avg_pool2d")
-    if tiles_the_input(kernel, stride, pad):
+    if tiles_the_input(x.shape, kernel, stride, pad, (OH, OW)):
         return avg_pool2d_forward_blocks(x, kernel, OH, OW)
     return avg_pool2d_forward_offsets(x, kernel, stride, pad)
 
@@ -156,8 +167,8 @@ def avg_pool2d_grad_input(gy, x_shape, kernel, stride, pad):
     Windows that tile the input take avg_pool2d_grad_input_blocks, others the reference
     avg_pool2d_grad_input_offsets (where the derivation is).
     """
-    kernel, stride, pad, _ = pool_args(x_shape, kernel, stride, pad, op="avg_pool2d")
-    if tiles_the_input(kernel, stride, pad):
+    kernel, stride, pad, out_size = pool_args(x_shape, kernel, stride, pad, op="avg_pool2d")
+    if tiles_the_input(x_shape, kernel, stride, pad, out_size):
         return avg_pool2d_grad_input_blocks(gy, x_shape, kernel)
     return avg_pool2d_grad_input_offsets(gy, x_shape, kernel, stride, pad)
 
