@@ -18,7 +18,9 @@ each step is a single array copy. That is why the same code runs on NumPy and Cu
 adjoint (the transpose of im2col as a linear map): the same loop, with ``+=`` into the slices, so
 a padded-input pixel that several windows share receives the sum of their entries.
 
-Also here: the parsing of the ``kernel``, ``stride`` and ``pad`` arguments, and the output size.
+Also here: the zero padding (of the whole input, or of the band of rows one chunk of a
+convolution reads: ``pad_rows``), the parsing of the ``kernel``, ``stride`` and ``pad``
+arguments, and the output size.
 """
 import numpy as np
 
