@@ -18,9 +18,9 @@ operations. The stride defaults to the kernel size (non-overlapping windows), as
 Fast path (VGG's pools). When the windows tile the input (stride = kernel, no padding read), the
 average pool is memory-bound: one read of x, one write of y. ``avg_pool2d_forward_blocks`` adds
 the KH rows of each window first (whole rows: contiguous, vectorised) into a small band buffer
-that stays in cache, then the KW columns of that band; its backward writes gy / (KH*KW) once into
-gx's first row of each window and copies that row down (``avg_pool2d_grad_input_blocks``). The
-offset loops (``*_offsets``) stay as the reference for every other case, and tests check that
+that stays in cache, then the KW columns of that band; its backward writes gy / (KH*KW) straight
+into gx at each window offset, with no zeroed gxpad and no col2im
+(``avg_pool2d_grad_input_blocks``). The offset loops (``*_offsets``) stay as the reference for every other case, and tests check that
 both paths agree.
 
 Memory. Each op's ``*_buffers`` function gives the elements of every array it allocates (for
@@ -118,7 +118,7 @@ def avg_pool2d_forward(x, kernel, stride, pad):
 
 
 def avg_pool2d_forward_blocks(x, kernel, OH, OW):
-    """avg_pool2d_forward for windows that tile x (stride = kernel, no padding): the fast path.
+    """avg_pool2d_forward for windows that tile x (tiles_the_input): the fast path.
 
     Per band of channels: band[c, oh, :] = sum_i x[n, c, KH*oh + i, :] (whole rows), then
     y[n, c, oh, ow] = sum_j band[c, oh, KW*ow + j] / (KH*KW). Rows and columns past the last
