@@ -28,6 +28,8 @@ mostly stays in the shared cache between im2col writing it and the matrix produc
 and keeps the products few: each one wakes the BLAS library's threads, which costs dearly when
 other programs share the cores (many small products ran up to 10x slower on a busy 2-core
 machine). On the GPU larger chunks (128 MB) keep the device busy with few, large products.
+The zero padding, too, is built chunk by chunk (im2col.pad_rows): only the input rows a chunk
+reads are copied, padded, into a small reused buffer, never the whole padded x.
 col is never kept for backward: Conv2d keeps W for the input gradient and x for the weight
 gradient, and recomputes col when the weight gradient is asked for. Each op's ``*_buffers``
 function gives the sizes of the arrays it allocates, and the op sizes its buffers with it.
@@ -37,7 +39,7 @@ call is conv_fast.py's, read after winograd.py: it chooses per layer between thi
 and for stride 1 computes the input gradient as a convolution of gy rather than by col2im.
 """
 from .backend import default_chunk, get_array_module
-from .im2col import as_pad, as_pair, col2im, im2col, output_size, pad_input, unpad
+from .im2col import as_pad, as_pair, col2im, im2col, output_size, pad_rows, unpad
 from .tensor import Function
 
 
@@ -93,16 +95,27 @@ def col_elements(N, OH, row_elements, chunk):
     return (images.stop - images.start) * (rows.stop - rows.start) * row_elements
 
 
+def band_elements(x_shape, W_shape, stride, pad, *, chunk):
+    """Elements of the reused band buffer: the padded input rows of the first (largest) chunk,
+    (n, C, R, Wp) (im2col.pad_rows); 0 without padding, where the band is a view of x."""
+    N, C, Hp, Wp, O, CKK, OH, OW = _geometry(x_shape, W_shape, stride, pad)
+    if not any(as_pad(pad, op="conv2d")):
+        return 0
+    images, rows = next(chunks(N, OH, CKK * OW, chunk))
+    R = input_rows(rows, W_shape[2], as_pair(stride, op="conv2d", name="stride")[0])
+    return (images.stop - images.start) * C * (R.stop - R.start) * Wp
+
+
 def conv2d_forward_buffers(x_shape, W_shape, stride, pad, *, chunk):
     """{name: elements} of the arrays conv2d_forward allocates, all alive at its peak.
 
-    y (N, O, OH, OW), the result; xpad (N, C, Hp, Wp), 0 when pad is 0 (pad_input returns x);
-    col, the reused col buffer. In the dtype of x and W (a cast copy of x if they differ: not
-    counted).
+    y (N, O, OH, OW), the result; band, the padded input rows of one chunk (band_elements; 0
+    when pad is 0); col, the reused col buffer. In the dtype of x and W (a cast copy of x if they
+    differ: not counted). No padded copy of the whole x is made.
     """
     N, C, Hp, Wp, O, CKK, OH, OW = _geometry(x_shape, W_shape, stride, pad)
-    padded = N * C * Hp * Wp if any(as_pad(pad, op="conv2d")) else 0
-    return dict(y=N * O * OH * OW, xpad=padded, col=col_elements(N, OH, CKK * OW, chunk))
+    return dict(y=N * O * OH * OW, band=band_elements(x_shape, W_shape, stride, pad, chunk=chunk),
+                col=col_elements(N, OH, CKK * OW, chunk))
 
 
 def conv2d_grad_input_buffers(x_shape, W_shape, stride, pad, *, chunk):
@@ -117,21 +130,26 @@ def conv2d_grad_input_buffers(x_shape, W_shape, stride, pad, *, chunk):
 def conv2d_grad_weight_buffers(x_shape, W_shape, stride, pad, *, chunk):
     """{name: elements} of the arrays conv2d_grad_weight allocates, all alive at its peak.
 
-    gW (O, CKK), the result; xpad and col as in the forward; product (O, CKK), one image's
+    gW (O, CKK), the result; band and col as in the forward; product (O, CKK), one image's
     gy[n] @ col[n]^T before it is added to gW.
     """
     N, C, Hp, Wp, O, CKK, OH, OW = _geometry(x_shape, W_shape, stride, pad)
     forward = conv2d_forward_buffers(x_shape, W_shape, stride, pad, chunk=chunk)
-    return dict(gW=O * CKK, xpad=forward["xpad"], col=forward["col"], product=O * CKK)
+    return dict(gW=O * CKK, band=forward["band"], col=forward["col"], product=O * CKK)
 
 
 # -- the ops ---------------------------------------------------------------------------------------
-def _cols(xpad, KH, KW, stride, OH, OW, chunk, buf):
-    """Yield (images, rows, colm): each chunk's col as matrices (n, CKK, r*OW), in ``buf``."""
-    N, CKK = xpad.shape[0], xpad.shape[1] * KH * KW
+def _cols(x, KH, KW, stride, pad, OH, OW, chunk, buffers):
+    """Yield (images, rows, colm): each chunk's col as matrices (n, CKK, r*OW).
+
+    Per chunk, the padded input rows it reads are built in buffers["band"] (pad_rows), then
+    im2col copies their windows into buffers["col"]: both stay small, and no padded copy of the
+    whole x is made.
+    """
+    N, CKK = x.shape[0], x.shape[1] * KH * KW
     for images, rows in chunks(N, OH, CKK * OW, chunk):
-        col = im2col(xpad[images, :, input_rows(rows, KH, stride[0])], KH, KW,
-                     stride=stride, out=buf)                           # (n, C, KH, KW, r, OW)
+        band = pad_rows(x[images], input_rows(rows, KH, stride[0]), pad, out=buffers["band"])
+        col = im2col(band, KH, KW, stride=stride, out=buffers["col"])  # (n, C, KH, KW, r, OW)
         n, r = col.shape[0], col.shape[4]
         yield images, rows, col.reshape(n, CKK, r * OW)              # -> (n, CKK, r*OW)
 
@@ -152,14 +170,15 @@ def conv2d_forward(x, W, b, stride, pad, *, chunk=None):
     N, (O, C, KH, KW) = x.shape[0], W.shape
     Wm = W.astype(dtype, copy=False).reshape(O, C * KH * KW)   # (O, C, KH, KW) -> (O, CKK)
     y = xp.empty((N, O, OH, OW), dtype=dtype)
-    xpad = pad_input(x.astype(dtype, copy=False), pad)
-    buf = xp.empty(sizes["col"], dtype=dtype)
-    for images, rows, colm in _cols(xpad, KH, KW, stride, OH, OW, chunk, buf):
+    buffers = {name: xp.empty(sizes[name], dtype=dtype) for name in ("band", "col")}
+    bias = None if b is None else b.reshape(O, 1)                     # (O,) -> (O, 1)
+    for images, rows, colm in _cols(x.astype(dtype, copy=False), KH, KW, stride, pad, OH, OW,
+                                    chunk, buffers):
         n, r = colm.shape[0], rows.stop - rows.start
         ym = y[images, :, rows].reshape(n, O, r * OW)   # a view: (n, O, r, OW) -> (n, O, r*OW)
         xp.matmul(Wm, colm, out=ym)                 # (O, CKK) @ (n, CKK, r*OW) -> (n, O, r*OW)
-    if b is not None:
-        y += b.reshape(1, O, 1, 1)                                    # (O,) -> (1, O, 1, 1)
+        if bias is not None:
+            ym += bias                              # while this chunk of y is still in cache
     return y
 
 
@@ -206,9 +225,9 @@ def conv2d_grad_weight(gy, x, W_shape, stride, pad, *, chunk=None):
     sizes = conv2d_grad_weight_buffers(x.shape, W_shape, stride, pad, chunk=chunk)
     O, C, KH, KW = W_shape
     gWm = xp.zeros((O, C * KH * KW), dtype=dtype)
-    xpad = pad_input(x.astype(dtype, copy=False), pad)
-    buf = xp.empty(sizes["col"], dtype=dtype)
-    for images, rows, colm in _cols(xpad, KH, KW, stride, OH, OW, chunk, buf):
+    buffers = {name: xp.empty(sizes[name], dtype=dtype) for name in ("band", "col")}
+    for images, rows, colm in _cols(x.astype(dtype, copy=False), KH, KW, stride, pad, OH, OW,
+                                    chunk, buffers):
         n, r = colm.shape[0], rows.stop - rows.start
         gym = gy[images, :, rows].reshape(n, O, r * OW)  # (n, O, r, OW) -> (n, O, r*OW)
         for k in range(n):

@@ -75,12 +75,12 @@ def grad_input_as_conv_buffers(gy_shape, W_shape, pad, *, chunk):
     """{name: elements} of the arrays grad_input_as_conv allocates, all alive at its peak.
 
     Wg (C, O, KH, KW), the flipped kernel's contiguous copy; then those of conv2d_forward on gy:
-    gx (its y, the result), gypad (its xpad) and col.
+    gx (its y, the result), band (gy's padded rows of one chunk) and col.
     """
     O, C, KH, KW = W_shape
     forward = conv2d_forward_buffers(gy_shape, (C, O, KH, KW), 1, gradient_conv_pad(W_shape, pad),
                                      chunk=chunk)
-    return dict(Wg=C * O * KH * KW, gx=forward["y"], gypad=forward["xpad"], col=forward["col"])
+    return dict(Wg=C * O * KH * KW, gx=forward["y"], band=forward["band"], col=forward["col"])
 
 
 def grad_input_as_conv(gy, W, pad, *, chunk=None):

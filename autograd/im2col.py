@@ -18,7 +18,9 @@ each step is a single array copy. That is why the same code runs on NumPy and Cu
 adjoint (the transpose of im2col as a linear map): the same loop, with ``+=`` into the slices, so
 a padded-input pixel that several windows share receives the sum of their entries.
 
-Also here: the parsing of the ``kernel``, ``stride`` and ``pad`` arguments, and the output size.
+Also here: the zero padding (of the whole input, or of the band of rows one chunk of a
+convolution reads: ``pad_rows``), the parsing of the ``kernel``, ``stride`` and ``pad``
+arguments, and the output size.
 """
 import numpy as np
 
@@ -84,6 +86,28 @@ def pad_input(x, pad, *, value=0.0):
                    padded[:, :, pt:pt + H, :pl], padded[:, :, pt:pt + H, pl + W:]):  # inside once
         border[...] = value
     return padded
+
+
+def pad_rows(x, rows, pad, *, out):
+    """Rows ``rows`` of x padded with zeros, xpad[:, :, rows], built in a buffer: no full xpad.
+
+    x (N, C, H, W); rows, a slice of padded-input rows (within 0 .. H + pt + pb); out, a flat
+    buffer of at least N*C*R*Wp elements (R rows). Returns the (N, C, R, Wp) view of out, or,
+    without padding, the slice of x itself (no copy). Convolutions call this per chunk, so the
+    copy stays small and in cache until im2col reads it.
+    """
+    if not any(pad):
+        return x[:, :, rows]
+    (N, C, H, W), (pt, _, pl, pr), R = x.shape, pad, rows.stop - rows.start
+    band = out[:N * C * R * (W + pl + pr)].reshape(N, C, R, W + pl + pr)  # flat -> (N, C, R, Wp)
+    top = min(R, max(0, pt - rows.start))            # band rows above x's first row
+    end = max(top, min(R, H + pt - rows.start))      # band rows up to x's last row
+    band[:, :, :top] = 0
+    band[:, :, end:] = 0
+    band[:, :, top:end, :pl] = 0
+    band[:, :, top:end, pl + W:] = 0
+    band[:, :, top:end, pl:pl + W] = x[:, :, rows.start + top - pt:rows.start + end - pt]
+    return band
 
 
 def unpad(padded, pad):

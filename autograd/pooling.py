@@ -15,6 +15,14 @@ Neither pool builds the im2col matrix: for a fixed offset (i, j), the (oh, ow) e
 windows form one strided slice of xpad (``window_slices``), so each op is a loop of KH*KW array
 operations. The stride defaults to the kernel size (non-overlapping windows), as in PyTorch.
 
+Fast path (VGG's pools). When the windows tile the input (stride = kernel, no padding read), the
+average pool is memory-bound: one read of x, one write of y. ``avg_pool2d_forward_blocks`` adds
+the KH rows of each window first (whole rows: contiguous, vectorised) into a small band buffer
+that stays in cache, then the KW columns of that band; its backward writes gy / (KH*KW) straight
+into gx at each window offset, with no zeroed gxpad and no col2im
+(``avg_pool2d_grad_input_blocks``). The offset loops (``*_offsets``) stay as the reference for every other case, and tests check that
+both paths agree.
+
 Memory. Each op's ``*_buffers`` function gives the elements of every array it allocates (for
 a memory model; tests check them against what the op allocates).
 """
@@ -23,6 +31,9 @@ import numpy as np
 from .backend import get_array_module
 from .im2col import as_pad, as_pair, col2im, output_size, pad_input, unpad, window_slices
 from .tensor import Function
+
+BAND_ELEMENTS = 1 << 18   # the fast path's band buffer: 1 MB of float32, within every L2 cache
+                          # (speed measured flat from 2^16 to 2^20 elements: bench/README.md)
 
 
 def pool_args(x_shape, kernel, stride, pad, *, op):
@@ -33,6 +44,20 @@ def pool_args(x_shape, kernel, stride, pad, *, op):
     return kernel, stride, pad, output_size(x_shape, kernel, stride, pad, op=op)
 
 
+def tiles_the_input(x_shape, kernel, stride, pad, out_size):
+    """True when the windows neither overlap nor leave gaps nor read padding: stride = kernel,
+    no top or left pad, and the last window ends inside x (VGG's bottom/right pad of 1 is then
+    never read: 2*OH <= H for even H)."""
+    (KH, KW), (pt, _, pl, _), (OH, OW) = kernel, pad, out_size
+    return (tuple(stride) == tuple(kernel) and pt == pl == 0 and KH * OH <= x_shape[2]
+            and KW * OW <= x_shape[3])
+
+
+def band_channels(C, OH, W):
+    """Channels per band of the fast path: its band (c, OH, W) within BAND_ELEMENTS (at least 1)."""
+    return max(1, min(C, BAND_ELEMENTS // (OH * W)))
+
+
 def _sizes(x_shape, kernel, stride, pad, *, op):
     """(inputs N*C*H*W, padded N*C*Hp*Wp or 0 without padding, outputs N*C*OH*OW)."""
     (KH, KW), stride, (pt, pb, pl, pr), (OH, OW) = pool_args(x_shape, kernel, stride, pad, op=op)
@@ -41,17 +66,28 @@ def _sizes(x_shape, kernel, stride, pad, *, op):
     return N * C * H * W, padded if any((pt, pb, pl, pr)) else 0, N * C * OH * OW
 
 
+def _avg_fast_path(x_shape, kernel, stride, pad):
+    """True when avg_pool2d takes the *_blocks functions (tiles_the_input)."""
+    kernel, stride, pad, out_size = pool_args(x_shape, kernel, stride, pad, op="avg_pool2d")
+    return tiles_the_input(x_shape, kernel, stride, pad, out_size)
+
+
 def avg_pool2d_forward_buffers(x_shape, kernel, stride, pad):
-    """{name: elements} of what avg_pool2d_forward allocates: y and xpad (0 without padding)."""
+    """{name: elements} of what avg_pool2d_forward allocates: y; on the reference path xpad (0
+    without padding); on the fast path band, its row sums (c, OH, W)."""
     _, padded, outputs = _sizes(x_shape, kernel, stride, pad, op="avg_pool2d")
-    return dict(y=outputs, xpad=padded)
+    if not _avg_fast_path(x_shape, kernel, stride, pad):
+        return dict(y=outputs, xpad=padded, band=0)
+    (_, C, _, W), OH = x_shape, pool_args(x_shape, kernel, stride, pad, op="avg_pool2d")[3][0]
+    return dict(y=outputs, xpad=0, band=band_channels(C, OH, W) * OH * W)
 
 
 def avg_pool2d_grad_input_buffers(x_shape, kernel, stride, pad):
-    """{name: elements} of what avg_pool2d_grad_input allocates: gxpad (gx is a view of it) and
-    share, gy / (KH*KW)."""
+    """{name: elements} of what avg_pool2d_grad_input allocates: gxpad (gx is a view of it; gx
+    itself on the fast path) and share, gy / (KH*KW)."""
     inputs, padded, outputs = _sizes(x_shape, kernel, stride, pad, op="avg_pool2d")
-    return dict(gxpad=padded or inputs, share=outputs)
+    fast = _avg_fast_path(x_shape, kernel, stride, pad)
+    return dict(gxpad=inputs if fast else padded or inputs, share=outputs)
 
 
 def max_pool2d_forward_buffers(x_shape, kernel, stride, pad):
@@ -70,7 +106,52 @@ def max_pool2d_grad_input_buffers(x_shape, kernel, stride, pad):
 
 
 def avg_pool2d_forward(x, kernel, stride, pad):
-    """y = avg_pool2d(x) on arrays: x (N, C, H, W) -> y (N, C, OH, OW); zero padding counts."""
+    """y = avg_pool2d(x) on arrays: x (N, C, H, W) -> y (N, C, OH, OW); zero padding counts.
+
+    Windows that tile the input take the fast path (avg_pool2d_forward_blocks), others the
+    reference loop over the window offsets (avg_pool2d_forward_offsets).
+    """
+    kernel, stride, pad, (OH, OW) = pool_args(x.shape, kernel, stride, pad, op="avg_pool2d")
+    if tiles_the_input(x.shape, kernel, stride, pad, (OH, OW)):
+        return avg_pool2d_forward_blocks(x, kernel, OH, OW)
+    return avg_pool2d_forward_offsets(x, kernel, stride, pad)
+
+
+def avg_pool2d_forward_blocks(x, kernel, OH, OW):
+    """avg_pool2d_forward for windows that tile x (tiles_the_input): the fast path.
+
+    Per band of channels: band[c, oh, :] = sum_i x[n, c, KH*oh + i, :] (whole rows), then
+    y[n, c, oh, ow] = sum_j band[c, oh, KW*ow + j] / (KH*KW). Rows and columns past the last
+    whole window are not read. The band (band_channels) stays in cache between the two sums.
+    """
+    xp, (N, C, _, W), (KH, KW) = get_array_module(x), x.shape, kernel
+    y = xp.empty((N, C, OH, OW), dtype=x.dtype)
+    cb = band_channels(C, OH, W)
+    band = xp.empty((cb, OH, W), dtype=x.dtype)
+    for n in range(N):
+        for c0 in range(0, C, cb):
+            c1 = min(C, c0 + cb)
+            rows = band[:c1 - c0]
+            _sum_into(rows, [x[n, c0:c1, i:KH * OH:KH] for i in range(KH)])   # each (c, OH, W)
+            _sum_into(y[n, c0:c1], [rows[:, :, j:KW * OW:KW] for j in range(KW)])  # (c, OH, OW)
+    y /= KH * KW
+    return y
+
+
+def _sum_into(out, terms):
+    """out = terms[0] + terms[1] + ..., added in that order, with no temporary array."""
+    xp = get_array_module(out)
+    if len(terms) == 1:
+        xp.copyto(out, terms[0])
+        return
+    xp.add(terms[0], terms[1], out=out)
+    for term in terms[2:]:
+        out += term
+
+
+def avg_pool2d_forward_offsets(x, kernel, stride, pad):
+    """avg_pool2d_forward as a loop over the KH*KW window offsets: any stride and padding; the
+    reference for avg_pool2d_forward_blocks."""
     (KH, KW), stride, pad, (OH, OW) = pool_args(x.shape, kernel, stride, pad, op="avg_pool2d")
     xpad = pad_input(x, pad)
     y = get_array_module(x).zeros(x.shape[:2] + (OH, OW), dtype=x.dtype)
@@ -82,6 +163,39 @@ def avg_pool2d_forward(x, kernel, stride, pad):
 
 def avg_pool2d_grad_input(gy, x_shape, kernel, stride, pad):
     """gx = dL/dx for gy (N, C, OH, OW); returns gx of shape x_shape (N, C, H, W).
+
+    Windows that tile the input take avg_pool2d_grad_input_blocks, others the reference
+    avg_pool2d_grad_input_offsets (where the derivation is).
+    """
+    kernel, stride, pad, out_size = pool_args(x_shape, kernel, stride, pad, op="avg_pool2d")
+    if tiles_the_input(x_shape, kernel, stride, pad, out_size):
+        return avg_pool2d_grad_input_blocks(gy, x_shape, kernel)
+    return avg_pool2d_grad_input_offsets(gy, x_shape, kernel, stride, pad)
+
+
+def avg_pool2d_grad_input_blocks(gy, x_shape, kernel):
+    """avg_pool2d_grad_input for windows that tile x: each window's entries get gy / (KH*KW).
+
+    gx[n, c, KH*oh + i, KW*ow + j] = gy[n, c, oh, ow] / (KH*KW): one strided write per window
+    offset (i, j), band of channels by band so that the band's share is read from cache. Rows
+    and columns past the last whole window, which no window reads, get 0.
+    """
+    xp, (N, C, H, W), (KH, KW), (OH, OW) = get_array_module(gy), x_shape, kernel, gy.shape[2:]
+    gx = xp.empty(x_shape, dtype=gy.dtype)
+    share = gy / (KH * KW)
+    gx[:, :, KH * OH:] = 0
+    gx[:, :, :, KW * OW:] = 0
+    cb = band_channels(C, OH, W)
+    for n in range(N):
+        for c0 in range(0, C, cb):
+            for i in range(KH):
+                for j in range(KW):                                   # (c, OH, OW) strided
+                    gx[n, c0:c0 + cb, i:KH * OH:KH, j:KW * OW:KW] = share[n, c0:c0 + cb]
+    return gx
+
+
+def avg_pool2d_grad_input_offsets(gy, x_shape, kernel, stride, pad):
+    """avg_pool2d_grad_input by col2im: any stride and padding; the reference.
 
     Derivation. y = (1/(KH*KW)) * sum over the window's columns of im2col(xpad), so every entry of
     a window receives gy / (KH*KW): gcol[n, c, i, j, oh, ow] = gy[n, c, oh, ow] / (KH*KW) for all

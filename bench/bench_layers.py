@@ -5,13 +5,16 @@
 
 Each layer runs alone on a random input of the shape it sees in the network (batch 1), through
 the engine's public path (``net.apply``: ag.conv2d, ag.relu, the pool) with x requiring a
-gradient and the weights frozen, as in style transfer. "fwd" is the forward call, "bwd" the
-backward from a random gy to x. For a convolution the matrix products it contains are then timed
+gradient and the weights frozen, as in style transfer. "fwd" is the forward call, "bwd" the op's
+backward from a random gy to x, as backpropagation calls it (without the copy into a leaf's
+``.grad`` that ``y.backward`` would add). For a convolution the matrix products it contains are then timed
 alone, on the same shapes and in the same chunks as autograd/conv.py makes them
 (Wm @ col for the forward, Wm^T @ gy for the input gradient): "outside mm" is the share of the
 layer's time spent elsewhere (im2col, col2im, padding, bias, allocation). Times are medians of
 ``--repeats`` runs after a warm-up, with the spread; GFLOP/s also as a fraction ("of mm") of the
-machine's float32 matmul rate measured in the same run.
+machine's float32 matmul rate measured in the same run. ReLU and pooling do one multiply-add or
+less per byte they touch, so their speed is that of the memory: "GB/s" is the least traffic each
+must make (``traffic_bytes``: every array it reads or writes, once) divided by its time.
 """
 import argparse
 import sys
@@ -43,10 +46,22 @@ def layer_times(net, spec, x_shape, xp, repeats):
     gy_data = rng.standard_normal(y.shape, dtype=np.float32)
     gy = gy_data if xp is np else xp.asarray(gy_data)
 
-    def backward():
-        x.grad = None
-        y.backward(gy)
-    return forward, median_seconds(backward, sync, repeats), y.shape
+    f = y.creator
+    return forward, median_seconds(lambda: f.backward(gy), sync, repeats), y.shape
+
+
+def traffic_bytes(kind, pooling, x_shape, y_shape, itemsize=4):
+    """(forward, backward) bytes a ReLU or pool must read and write at the least, each array once.
+
+    ReLU: x in, y and its one-byte mask out; back: gy and the mask in, gx out. Average pool: x in,
+    y out; back: gy in, gx out. Max pool adds its one-byte argmax (out, then in).
+    """
+    inputs, outputs = int(np.prod(x_shape)), int(np.prod(y_shape))
+    if kind == "relu":
+        return (2 * itemsize + 1) * inputs, (2 * itemsize + 1) * inputs
+    extra = outputs if pooling == "max" else 0
+    traffic = itemsize * (inputs + outputs) + extra
+    return traffic, traffic
 
 
 def matmul_times(x_shape, W_shape, xp, repeats):
@@ -85,7 +100,10 @@ def measure(net, size, xp, repeats, deepest):
         forward, backward, y_shape = layer_times(net, spec, x_shape, xp, repeats)
         row = {"name": spec.name, "shape": y_shape, "macs": costs[spec.name].macs,
                "fwd": forward, "bwd": backward}
-        if spec.kind == "conv":
+        if spec.kind != "conv":
+            row["bytes_fwd"], row["bytes_bwd"] = traffic_bytes(spec.kind, net.pooling, x_shape,
+                                                               y_shape)
+        else:
             W_shape = net.params[spec.name][0].shape
             row["mm_fwd"], row["mm_bwd"] = matmul_times(x_shape, W_shape, xp, repeats)
         rows.append(row)
@@ -97,26 +115,27 @@ def measure(net, size, xp, repeats, deepest):
 RATE = [1.0]   # the matmul rate, set by main before the rows are printed
 
 
-def columns(times, mm_times, macs, rate):
-    """'12.3 ms (12.0-13.1)  123.4  0.71   8%' for one direction of one layer."""
+def columns(row, direction, rate):
+    """'12.3 ms (12.0-13.1)  123.4  0.71   8%      ' for a conv, '... 12.3' (GB/s) for the rest."""
+    times = row[direction]
     median = common.summary(times)[0]
     cell = f"{median * 1e3:.1f} ms ({min(times) * 1e3:.1f}-{max(times) * 1e3:.1f})"
-    if not macs:
-        return f"{cell:<30}{'':>23}"
-    gflops = 2 * macs / median / 1e9
-    outside = 1 - common.summary(mm_times)[0] / median
-    return f"{cell:<30}{gflops:>8.1f}{gflops / rate:>7.2f}{outside:>8.0%}"
+    if not row["macs"]:
+        return f"{cell:<30}{'':>23}{row['bytes_' + direction] / median / 1e9:>7.1f}"
+    gflops = 2 * row["macs"] / median / 1e9
+    outside = 1 - common.summary(row["mm_" + direction])[0] / median
+    return f"{cell:<30}{gflops:>8.1f}{gflops / rate:>7.2f}{outside:>8.0%}{'':>7}"
 
 
 def format_row(row, rate):
     _, c, h, w = row["shape"]
-    return (f"{row['name']:<9}{f'{c}x{h}x{w}':>13}  "
-            + columns(row["fwd"], row.get("mm_fwd"), row["macs"], rate) + "  "
-            + columns(row["bwd"], row.get("mm_bwd"), row["macs"], rate))
+    return (f"{row['name']:<9}{f'{c}x{h}x{w}':>13}  " + columns(row, "fwd", rate) + "  "
+            + columns(row, "bwd", rate))
 
 
 def print_totals(rows, rate):
-    """Whole-network sums of the medians, and the share outside the matrix products."""
+    """Whole-network sums of the medians, the share outside the matrix products, and the time
+    and speed of the memory-bound ops (ReLU and pooling) together."""
     for direction in ("fwd", "bwd"):
         total = sum(common.summary(r[direction])[0] for r in rows)
         mm = sum(common.summary(r["mm_" + direction])[0] for r in rows if "mm_" + direction in r)
@@ -124,6 +143,11 @@ def print_totals(rows, rate):
         gflops = 2 * macs / total / 1e9
         print(f"total {direction}: {total:.3f} s, {gflops:.1f} GFLOP/s ({gflops / rate:.2f} of "
               f"mm), {1 - mm / total:.0%} outside the matrix products of the convolutions")
+    memory_bound = [r for r in rows if not r["macs"]]
+    seconds = {d: sum(common.summary(r[d])[0] for r in memory_bound) for d in ("fwd", "bwd")}
+    traffic = sum(r["bytes_fwd"] + r["bytes_bwd"] for r in memory_bound)
+    print(f"ReLU and pooling: {seconds['fwd'] * 1e3:.1f} ms fwd + {seconds['bwd'] * 1e3:.1f} ms "
+          f"bwd, {traffic / (seconds['fwd'] + seconds['bwd']) / 1e9:.1f} GB/s")
 
 
 def parse_args(argv):
@@ -150,7 +174,7 @@ def main(argv=None):
     print("\n".join(common.machine_lines(args.device, xp)))
     print(f"float32 matmul rate: {RATE[0]:.1f} GFLOP/s; input {args.size}x{args.size}, batch 1, "
           f"{args.pooling} pooling\n")
-    head = f"{'GFLOP/s':>8}{'of mm':>7}{'outside':>8}"
+    head = f"{'GFLOP/s':>8}{'of mm':>7}{'outside':>8}{'GB/s':>7}"
     print(f"{'layer':<9}{'output':>13}  {'fwd ms (min-max)':<30}{head}  "
           f"{'bwd ms (min-max)':<30}{head}")
     rows = measure(net, args.size, xp, args.repeats, args.deepest)

@@ -77,6 +77,30 @@ def test_relu_keeps_nothing_without_gradients():
     assert not hasattr(f, "mask")
 
 
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_relu_forward_in_bands_equals_one_pass(monkeypatch, contiguous):
+    """Bands of 7 elements (a last, partial one too) or a strided x: the same y and mask."""
+    from miniautograd import activation
+    monkeypatch.setattr(activation, "BAND_ELEMENTS", 7)
+    x = normal(3, 4, 5) if contiguous else normal(3, 4, 10)[:, :, ::2]
+    y, mask = activation.relu_forward(x)
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
+    np.testing.assert_array_equal(mask, x > 0)
+
+
+def test_relu_in_place_writes_over_x_and_gives_the_same_values_and_gradient():
+    x = away_from_zero(2, 3, 4)
+    gy = normal(2, 3, 4)
+    expected, expected_grad = np.maximum(x, 0), gy * (x > 0)
+    h = ag.Tensor(x.copy(), requires_grad=True) * 1.0      # an op's output, as in a network
+    y = ag.relu(h, inplace=True)
+    assert y.data is h.data                               # no new array: y is written over x
+    np.testing.assert_array_equal(y.data, expected)
+    leaf = h.creator.inputs[0]
+    y.backward(gy)
+    np.testing.assert_array_equal(leaf.grad, expected_grad)
+
+
 # -- gram -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("shape", [(2, 3, 4, 5), (1, 5, 2, 3), (2, 1, 3, 1)])

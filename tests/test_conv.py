@@ -327,7 +327,7 @@ def test_each_op_allocates_what_its_buffers_function_reports(rng, x_shape, W_sha
     x, W = rand(rng, *x_shape), rand(rng, *W_shape)
     y, peak = allocated_peak(lambda: conv2d_forward(x, W, None, stride, pad, chunk=chunk))
     sizes = conv2d_forward_buffers(x_shape, W_shape, stride, pad, chunk=chunk)
-    assert sizes["y"] == y.size and (sizes["xpad"] == 0) == (pad == 0)
+    assert sizes["y"] == y.size and (sizes["band"] == 0) == (pad == 0)
     assert peak == pytest.approx(8 * sum(sizes.values()), abs=SLACK)
     gy = rand(rng, *y.shape)
     gx, peak = allocated_peak(lambda: conv2d_grad_input(gy, W, x_shape, stride, pad, chunk=chunk))
@@ -346,3 +346,15 @@ def test_the_op_sizes_its_col_buffer_with_the_buffers_function(rng, monkeypatch)
                         lambda *a, **k: dict(right(*a, **k), col=1))
     with pytest.raises(ValueError):
         conv2d_forward(rand(rng, 1, 2, 6, 5), rand(rng, 3, 2, 3, 3), None, 1, 1)
+
+
+def test_pad_rows_is_a_band_of_the_padded_input(rng):
+    """pad_rows(x, rows, pad) equals np.pad(x)[:, :, rows] for every band, border rows included,
+    and is a view of x itself (no copy) without padding."""
+    from miniautograd.im2col import pad_rows
+    x, pad = rand(rng, 2, 3, 5, 4), (2, 1, 0, 3)
+    xpad = np.pad(x, ((0, 0), (0, 0), (2, 1), (0, 3)))
+    buf = np.full(xpad.size, np.nan)
+    for rows in (slice(0, 8), slice(0, 1), slice(1, 4), slice(3, 8), slice(6, 8), slice(7, 8)):
+        np.testing.assert_array_equal(pad_rows(x, rows, pad, out=buf), xpad[:, :, rows])
+    assert np.shares_memory(pad_rows(x, slice(1, 3), (0,) * 4, out=buf), x)

@@ -212,7 +212,9 @@ def test_peak_grows_with_size(net):
     plans = [P.plan_iteration(net, (s, s), deepest="relu5_1") for s in (32, 64, 128, 256, 512)]
     peaks = [plan.peak_bytes - plan.weight_bytes - plan.kernel_bytes for plan in plans]
     assert all(a < b for a, b in zip(peaks, peaks[1:]))
-    assert 3.5 < peaks[4] / peaks[3] < 4.0          # about linear in the pixel count
+    # about linear in the pixel count, less than 4x: the chunked work buffers (a col of at most
+    # 16 MB, 1 MB bands) do not grow with the image; 3.39 since padding is built per chunk
+    assert 3.2 < peaks[4] / peaks[3] < 4.0
     gpu = P.plan_iteration(net, (512, 512), deepest="relu5_1", device="gpu")
     assert gpu.transient_bytes > plans[4].transient_bytes     # larger im2col chunks on the GPU
 

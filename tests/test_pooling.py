@@ -56,6 +56,32 @@ def test_gradients_match_finite_differences(rng, x_shape, kernel, stride, pad, k
         assert result.ok, (pool.__name__, result.errors)
 
 
+@pytest.mark.parametrize("x_shape, kernel, pad, fast", [
+    ((2, 5, 8, 6), (2, 2), (0, 0, 0, 0), True), ((1, 3, 7, 9), (2, 2), (0, 0, 0, 0), True),
+    ((2, 4, 9, 8), (3, 2), (0, 0, 0, 0), True), ((1, 6, 5, 4), (1, 2), (0, 0, 0, 0), True),
+    ((1, 3, 8, 6), (2, 2), (0, 1, 0, 1), True),      # VGG's pad on even sizes: never read
+    ((1, 3, 7, 6), (2, 2), (0, 1, 0, 1), False),     # odd: the last window reads the pad
+    ((1, 3, 8, 6), (2, 2), (1, 0, 0, 0), False)])
+@pytest.mark.parametrize("band", [1, 10 ** 6])          # one channel per band, or all at once
+def test_average_pool_fast_path_agrees_with_the_offset_loop(rng, monkeypatch, x_shape, kernel,
+                                                           pad, fast, band):
+    """Windows that tile x (stride = kernel, no pad read) take the *_blocks functions; leftover
+    rows and columns (7 = 3*2 + 1) get no gradient. Forward sums in another order: a rounding
+    apart."""
+    from miniautograd import pooling as P
+    monkeypatch.setattr(P, "BAND_ELEMENTS", band)
+    x = rng.standard_normal(x_shape)
+    assert P.tiles_the_input(x_shape, kernel, kernel, pad,
+                             P.pool_args(x_shape, kernel, None, pad, op="t")[3]) == fast
+    y = P.avg_pool2d_forward(x, kernel, None, pad)
+    np.testing.assert_allclose(y, P.avg_pool2d_forward_offsets(x, kernel, kernel, pad),
+                               rtol=1e-15, atol=1e-15)
+    gy = rng.standard_normal(y.shape)
+    np.testing.assert_array_equal(P.avg_pool2d_grad_input(gy, x_shape, kernel, None, pad),
+                                  P.avg_pool2d_grad_input_offsets(gy, x_shape, kernel, kernel,
+                                                                  pad))
+
+
 def test_stride_defaults_to_the_kernel(rng):
     x = rng.standard_normal((2, 3, 9, 7))
     for pool in (avg_pool2d, max_pool2d):
