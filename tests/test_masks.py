@@ -155,6 +155,7 @@ def test_the_plan_counts_one_mask_per_style_per_style_layer():
     with_masks = plan.plan_iteration(net, (32, 48), style_layers=layers, masks=2)
     assert with_masks.mask_bytes == 2 * 4 * (32 * 48 + 16 * 24)
     assert with_masks.peak_bytes - without.peak_bytes == with_masks.mask_bytes
+    assert with_masks.gram_macs == 2 * without.gram_macs                # one Gram per style
     assert "style masks (one per style and layer) 15.0 KiB" in explain.explain_text(with_masks)
     assert "style masks" not in explain.explain_text(without)
 
