@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 import miniautograd as ag
+import minivgg
 from minivgg import explain, guided, losses, masks, plan
 from minivgg.errors import UserError
 from minivgg.meancov import meancov_target
@@ -173,3 +174,14 @@ def test_a_run_with_masks_differs_from_one_without_and_resumes_exactly(tiny_mat,
     assert (tmp_path / "part.png").read_bytes() == (tmp_path / "full.png").read_bytes()
     plain, masked = (pixels(tmp_path / p).astype(float) for p in ("plain.png", "full.png"))
     assert np.abs(plain - masked).mean() > 1.0
+
+
+@pytest.mark.parametrize("colour", [{"preserve_colors": True}, {"match_colors": True},
+                                    {"style_loss": "meancov"}])
+def test_masks_given_as_arrays_work_with_the_colour_options_and_meancov(tiny_mat, images, colour):
+    content, style = images
+    half = np.zeros((36, 48), np.float32)
+    half[:, :24] = 255.0
+    result = minivgg.stylize(content, [style, style], weights=str(tiny_mat), size=32,
+                             iterations=2, quiet=True, style_masks=[half, 255 - half], **colour)
+    assert result.size == (32, 24)
