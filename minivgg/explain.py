@@ -72,6 +72,8 @@ def _totals_lines(plan, gflops, device):
               f"  Winograd kernels (made once)          {format_bytes(plan.kernel_bytes)}",
               f"  loss targets (content, Gram)          {format_bytes(plan.target_bytes)}",
               f"  optimiser state ({optimiser + ')':<21}{format_bytes(plan.state_bytes)}",
+              *([f"  style masks (one per style and layer) {format_bytes(plan.mask_bytes)}"]
+                if plan.mask_bytes else []),
               f"  kept for backward (masks, losses)     {format_bytes(plan.kept_bytes)}",
               f"  transient at the peak                 {format_bytes(plan.transient_bytes)}  "
               f"({where})",

@@ -171,13 +171,16 @@ class Objective:
 
     content: {layer: P}; style: {layer: A_hat} (from ``content_targets`` / ``style_targets``);
     style_layer_weights: {layer: w_l} summing to 1 (``layer_weights``); the three weights >= 0;
-    style_loss: "gram" (``style_layer_loss``) or "meancov" (meancov.py), as the targets were made.
+    style_loss: "gram" (``style_layer_loss``) or "meancov" (meancov.py), as the targets were made;
+    layer_loss: a function (F, target) -> E_l used instead of that loss's own, for targets of
+    another kind (guided.guided_layer_loss, with --style-masks).
     """
 
     def __init__(self, net, content, style, style_layer_weights, *, content_weight,
-                 style_weight, tv_weight, style_loss="gram"):
+                 style_weight, tv_weight, style_loss="gram", layer_loss=None):
         self.net, self.content, self.style = net, dict(content), dict(style)
-        self.style_loss, self.style_layer_loss = style_loss, STYLE_LOSSES[style_loss]
+        self.style_loss = style_loss
+        self.style_layer_loss = layer_loss or STYLE_LOSSES[style_loss]
         self.w_style = dict(style_layer_weights)
         self.alpha, self.beta, self.gamma = content_weight, style_weight, tv_weight
         self.layers = list(dict.fromkeys([*self.content, *self.style]))  # in order, no repeats

@@ -74,6 +74,8 @@ class IterationPlan:
     state_bytes: int     # the optimiser's state
     optimizer: str
     history: int
+    mask_bytes: int = 0  # --style-masks: one float32 mask per style per style layer, held (the
+    #                      extra C x C targets and differences, one per style, are not counted)
 
     @property
     def forward_macs(self):
@@ -109,7 +111,7 @@ class IterationPlan:
     @property
     def peak_bytes(self):
         return (self.weight_bytes + self.kernel_bytes + self.target_bytes + self.state_bytes
-                + self.iteration_bytes)
+                + self.mask_bytes + self.iteration_bytes)
 
 
 def conv_weight_shape(spec):
@@ -218,12 +220,14 @@ def check_reaches(layers, size):
 
 
 def plan_iteration(net, size, *, style_layers=(), content_layers=(), deepest=None, batch=1,
-                   itemsize=4, optimizer="lbfgs", history=10, device="cpu"):
+                   itemsize=4, optimizer="lbfgs", history=10, device="cpu", masks=0):
     """The IterationPlan of one iteration at ``size`` = (H, W) of the network ``net``.
 
     net: a VGG19 (or its ``layers`` and ``pooling``); style_layers, content_layers: the layers
     the losses read (Gram matrices, their memory); deepest: where the forward stops, by default
-    the deepest of those (as VGG19.__call__ stops); device: "cpu" or "gpu" (device.py).
+    the deepest of those (as VGG19.__call__ stops); device: "cpu" or "gpu" (device.py);
+    masks: the number of --style-masks, each held at every style layer's resolution, and one
+    guided Gram matrix per mask and style layer.
     """
     loss_layers = [*style_layers, *content_layers]
     if deepest is None:
@@ -241,13 +245,16 @@ def plan_iteration(net, size, *, style_layers=(), content_layers=(), deepest=Non
     weights = [conv_weight_shape(spec) for spec in net.layers if spec.kind == "conv"]
     return IterationPlan(
         tuple(size), batch, deepest, net.pooling, itemsize, tuple(layers), tuple(style_layers),
-        gram_macs=sum(n * c * c * h * w for n, c, h, w in (by_name[s].shape for s in style_layers)),
+        gram_macs=max(masks, 1) * sum(n * c * c * h * w for n, c, h, w in
+                                      (by_name[s].shape for s in style_layers)),
         image_bytes=image, weight_bytes=sum((math.prod(W) + W[0]) * itemsize for W in weights),
         kernel_bytes=sum(la.kernel_bytes for la in layers), target_bytes=targets,
         kept_bytes=kept, forward_peaks=tuple(forward), backward_peaks=tuple(backward),
         state_bytes=optimizer_state_bytes(image // itemsize, optimizer=optimizer,
                                           history=history, itemsize=itemsize),
-        optimizer=optimizer, history=history)
+        optimizer=optimizer, history=history,
+        mask_bytes=masks * sum(h * w * itemsize for _, _, h, w in
+                               (by_name[s].shape for s in style_layers)))
 
 
 def _check_loss_layers(names, by_name, deepest):

@@ -14,6 +14,7 @@ from pathlib import Path
 from .. import device
 from ..errors import UserError
 from ..vgg import check_layer_names, check_pooling
+from .mask_options import add_mask_options, check_mask_options
 from .memory_options import add_memory_options, check_memory_options
 from .schedule import (DEFAULT_COARSE_ITERATIONS, DEFAULT_SCALE_FACTOR, DEFAULT_START_SIZE,
                        MAX_SCALE_FACTOR)
@@ -74,6 +75,7 @@ class Options:
     tile: int = None                  # px; None: untiled unless --max-memory asks for tiles
     max_memory: object = None         # "6G", "512M" or bytes; None: refuse what does not fit
     lbfgs_history: int = 10           # L-BFGS's m, the (s, y) pairs it keeps
+    style_masks: list = None          # one mask (path, PIL image, array) per style; None: off
 
 
 DEFAULT_ADAM_LR = 10.0     # Adam's step when --learning-rate is left out, in pixel units
@@ -101,6 +103,7 @@ def validate(opts):
     _check_layers(opts)
     check_memory_options(opts)
     _check_schedule(opts)
+    check_mask_options(opts)
     return opts
 
 
@@ -266,6 +269,7 @@ def build_parser():
     _add_image_options(p, d)
     _add_run_options(p, d)
     add_memory_options(p, d)
+    add_mask_options(p, d)
     return p
 
 

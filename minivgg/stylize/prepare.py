@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from .. import device as devices
-from .. import image, plan
+from .. import image, masks, plan
 from ..errors import UserError
 from ..vgg import load_vgg19, vgg19_layer_specs
 from .checkpoint import STATE_SUFFIX, find_last
@@ -37,12 +37,13 @@ class Job:
     net: object = None
     resume_from: Path = None  # the state file --resume continues from
     tile: int = None          # tiled evaluation (minivgg/tiled.py) in tiles of this side, or None
+    masks: list = None        # --style-masks: (H, W) 0..1 arrays as read, one per style, or None
 
 
 # -- paths we will write --------------------------------------------------------------------------
 def input_paths(opts):
     """The files the run reads (never to be overwritten)."""
-    sources = [opts.content, *opts.style]
+    sources = [opts.content, *opts.style, *(opts.style_masks or ())]
     if opts.init not in ("content", "noise", "style"):
         sources.append(opts.init)
     return [Path(s) for s in sources if isinstance(s, (str, Path))]
@@ -212,6 +213,14 @@ def initial_image(opts, content, styles):
     return image.resize_to(rgb, content.shape[:2])
 
 
+def read_style_masks(opts, content, shapes):
+    """--style-masks read and checked (masks.read_masks) against the content's shape as given
+    (the working shape for --demo); None when off. They are resized when the run needs them."""
+    if opts.style_masks is None:
+        return None
+    return masks.read_masks(opts.style_masks, shapes[0] if content is None else content.shape[:2])
+
+
 # -- network, memory -----------------------------------------------------------------------------
 def load_network(opts, device):
     """VGG-19 from ``--weights`` (or the search/fallback of minivgg.load_vgg19), on ``device``."""
@@ -221,7 +230,8 @@ def load_network(opts, device):
 def plan_options(opts, device):
     """The keyword options of plan.plan_iteration for this run on ``device`` (a Device)."""
     return dict(style_layers=tuple(opts.style_layers), content_layers=tuple(opts.content_layers),
-                optimizer=opts.optimizer, history=opts.lbfgs_history, device=device.name)
+                optimizer=opts.optimizer, history=opts.lbfgs_history, device=device.name,
+                masks=len(opts.style_masks or ()))
 
 
 def check_memory(opts, net, shapes, device, say=print):
@@ -287,10 +297,19 @@ def prepare(opts, *, api=False, say=None):
     content, alpha, styles = read_images(opts)
     device, notice = devices.choose(opts.device)
     shapes = working_shapes(opts, content, styles)
+    style_masks = read_style_masks(opts, content, shapes)
     net = load_network(opts, device)
     tiling = opts.tile is not None or opts.max_memory is not None
     tile = check_memory(opts, net, shapes, device, say) if tiling or not opts.explain else None
+    if tile and style_masks:
+        raise UserError("--style-masks does not work with tiled evaluation yet, and one "
+                        "iteration does not fit in --max-memory; raise --max-memory or lower "
+                        "--size")
     content, alpha, styles, init = resize_images(opts, content, alpha, styles, shapes)
     if notice:
         say(notice)                   # only now: a refused run prints its error line alone
-    return Job(output, log, content, alpha, styles, init, device, net, resume_from, tile)
+    for line in (masks.notices(style_masks, shapes[0], blend_weights=opts.style_blend_weights)
+                 if style_masks else []):
+        say(line)
+    return Job(output, log, content, alpha, styles, init, device, net, resume_from, tile,
+               style_masks)

@@ -20,7 +20,7 @@ from PIL import Image
 
 import miniautograd as ag
 
-from .. import image, losses, optim, tiled
+from .. import guided, image, losses, masks, optim, tiled
 from ..averaging import IterateAverage
 from ..errors import UserError
 from .checkpoint import load_state, save_checkpoint, scale_image_path
@@ -48,13 +48,25 @@ def build_objective(job, opts, to_device):
                losses.content_targets(job.net, x, opts.content_layers))
     styles = [to_device(image.preprocess(rgb, mean)) for rgb in job.styles]
     moments = functools.partial(tiled.tiled_moments, tile=tile) if tile else losses.image_moments
-    style = losses.style_targets(job.net, styles, opts.style_layers, moments=moments,
-                                 blend=opts.style_blend_weights, loss=opts.style_loss)
+    if job.masks:
+        style = guided_style(job, opts, styles, to_device)
+    else:
+        style = losses.style_targets(job.net, styles, opts.style_layers, moments=moments,
+                                     blend=opts.style_blend_weights, loss=opts.style_loss)
     w = losses.layer_weights(opts.style_layers, opts.style_layer_weights)
     objective = losses.Objective(job.net, content, style, w, content_weight=opts.content_weight,
                                  style_weight=opts.style_weight, tv_weight=opts.tv_weight,
-                                 style_loss=opts.style_loss)
+                                 style_loss=opts.style_loss,
+                                 layer_loss=guided.guided_layer_loss if job.masks else None)
     return tiled.TiledObjective(objective, tile=tile) if tile else objective
+
+
+def guided_style(job, opts, styles, to_device):
+    """--style-masks: {layer: guided.GuidedTarget}, the masks at the content's size."""
+    layer_masks = masks.masks_at(job.net, job.masks, job.content.shape[:2], opts.style_layers,
+                                 to_device=to_device)
+    return guided.guided_style_targets(job.net, styles, layer_masks, opts.style_layers,
+                                       loss=opts.style_loss, moments=losses.image_moments)
 
 
 def with_matched_colors(job, opts):
