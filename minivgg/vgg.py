@@ -59,11 +59,15 @@ class VGG19:
             raise ValueError(f"VGG19: the input has shape {x.shape}; expected (N, 3, H, W) in the "
                              "preprocessed space (RGB 0..255 minus net.mean)")
         deepest = max(self.layer_names.index(name) for name in wanted)
-        found, h = {}, x
+        found, h, before = {}, x, None
         for spec in self.layers[:deepest + 1]:
-            h = self.apply(spec, h)
+            # a ReLU may write over a convolution's output that nobody asked for (its backward
+            # needs only the mask, the convolution's only its W): one array fewer, no new pages
+            inplace = before is not None and before.kind == "conv" and before.name not in wanted
+            h = self.apply(spec, h, inplace=inplace)
             if spec.name in wanted:
                 found[spec.name] = h
+            before = spec
         return {name: found[name] for name in wanted}
 
     def check_layers(self, layers):
@@ -75,14 +79,15 @@ class VGG19:
         check_layer_names(names, self.layer_names)
         return names
 
-    def apply(self, spec, h):
-        """One layer: conv (+ bias), relu, or the 2x2 pool with the file's pad and stride."""
+    def apply(self, spec, h, *, inplace=False):
+        """One layer: conv (+ bias), relu (over h's array if ``inplace``), or the 2x2 pool with
+        the file's pad and stride."""
         if spec.kind == "conv":
             W, b = self.params[spec.name]
             return ag.conv2d(h, W, b, stride=spec.stride, pad=spec.pad,
                              kernels=self.kernels[spec.name])
         if spec.kind == "relu":
-            return ag.relu(h)
+            return ag.relu(h, inplace=inplace)
         pool = ag.avg_pool2d if self.pooling == "avg" else ag.max_pool2d
         return pool(h, spec.kernel, stride=spec.stride, pad=spec.pad)
 

@@ -102,13 +102,29 @@ def test_runs_only_as_deep_as_needed_and_keeps_weights_frozen(tmp_path, monkeypa
     applied = []
     original = net.apply
     monkeypatch.setattr(net, "apply",
-                        lambda spec, h: applied.append(spec.name) or original(spec, h))
+                        lambda spec, h, **kw: applied.append(spec.name) or original(spec, h, **kw))
     x = ag.Tensor(image(), requires_grad=True)
     out = net(x, ["relu2_1", "conv1_2"])
     assert applied == list(VGG19_LAYERS[:VGG19_LAYERS.index("relu2_1") + 1])
     out["relu2_1"].sum().backward()
     assert x.grad is not None and x.grad.shape == x.shape
     assert all(W.grad is None and not W.requires_grad for W, _ in net.params.values())
+
+
+def test_relu_writes_over_a_convolution_output_only_when_nobody_asked_for_it(tmp_path):
+    """relu1_1 overwrites conv1_1's array (not requested); relu1_2 keeps conv1_2's, which was
+    asked for, and the values and gradients are those of the out-of-place network."""
+    net, _ = tiny_net(tmp_path)
+    x = ag.Tensor(image(), requires_grad=True)
+    out = net(x, ["relu1_1", "conv1_2", "relu1_2"])
+    assert out["conv1_2"].data.min() < 0 <= out["relu1_2"].data.min()   # not overwritten
+    assert out["relu1_2"].data is not out["conv1_2"].data
+    gy = np.random.default_rng(0).normal(size=out["relu1_2"].shape).astype(np.float32)
+    (out["relu1_2"] * ag.Tensor(gy)).sum().backward()
+    conv = net.apply(net.layers[0], ag.Tensor(image(), requires_grad=True))
+    expected = np.maximum(conv.data, 0)
+    np.testing.assert_array_equal(out["relu1_1"].data, expected)
+    assert x.grad is not None
 
 
 def test_the_network_owns_its_winograd_kernels(monkeypatch):
