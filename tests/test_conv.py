@@ -1,6 +1,5 @@
 """conv2d: the loop oracle, finite differences, chunking, frozen weights, errors, both backends,
 and the buffer sizes each op reports against what it allocates."""
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from miniautograd.conv import (chunks, conv2d_forward, conv2d_forward_buffers, c
 from miniautograd.conv_fast import conv2d
 from miniautograd.im2col import col2im, im2col
 from naive import conv2d_naive
+from traced import traced_peak, ufunc_slack
 
 # (x shape, W shape, stride, pad as passed; then stride (sh, sw), pad (top, bottom, left, right))
 CASES = [
@@ -300,21 +300,7 @@ def test_col_is_kh_kw_over_strides_times_larger_than_x(rng):
         assert col.size / x.size == KH * KW / (stride[0] * stride[1])
 
 
-def allocated_peak(run):
-    """(result, peak bytes newly allocated while run() ran)."""
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        result = run()
-        return result, tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
-
-
-# NumPy's ufuncs may buffer strided operands (at most 8192 elements each, 3 operands), and Python
-# objects take a little: the slack allowed on top of the arrays an op reports.
-SLACK = 3 * 8192 * 8 + 4096
+SLACK = ufunc_slack(8)   # float64 arrays
 
 
 @pytest.mark.parametrize("x_shape, W_shape, stride, pad, chunk", [
@@ -325,16 +311,16 @@ SLACK = 3 * 8192 * 8 + 4096
 def test_each_op_allocates_what_its_buffers_function_reports(rng, x_shape, W_shape, stride, pad,
                                                              chunk):
     x, W = rand(rng, *x_shape), rand(rng, *W_shape)
-    y, peak = allocated_peak(lambda: conv2d_forward(x, W, None, stride, pad, chunk=chunk))
+    y, peak = traced_peak(lambda: conv2d_forward(x, W, None, stride, pad, chunk=chunk))
     sizes = conv2d_forward_buffers(x_shape, W_shape, stride, pad, chunk=chunk)
     assert sizes["y"] == y.size and (sizes["band"] == 0) == (pad == 0)
     assert peak == pytest.approx(8 * sum(sizes.values()), abs=SLACK)
     gy = rand(rng, *y.shape)
-    gx, peak = allocated_peak(lambda: conv2d_grad_input(gy, W, x_shape, stride, pad, chunk=chunk))
+    gx, peak = traced_peak(lambda: conv2d_grad_input(gy, W, x_shape, stride, pad, chunk=chunk))
     assert gx.shape == x_shape
     sizes = conv2d_grad_input_buffers(x_shape, W_shape, stride, pad, chunk=chunk)
     assert peak == pytest.approx(8 * sum(sizes.values()), abs=SLACK)
-    _, peak = allocated_peak(lambda: conv2d_grad_weight(gy, x, W_shape, stride, pad, chunk=chunk))
+    _, peak = traced_peak(lambda: conv2d_grad_weight(gy, x, W_shape, stride, pad, chunk=chunk))
     sizes = conv2d_grad_weight_buffers(x_shape, W_shape, stride, pad, chunk=chunk)
     assert peak == pytest.approx(8 * sum(sizes.values()), abs=SLACK)
 

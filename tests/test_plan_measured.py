@@ -2,7 +2,6 @@
 path alone, then whole style-transfer iterations (forward and backward of losses.Objective, as
 stylize runs it) on small random-weight VGG-19s, with several sizes, both poolings, different
 content and style layers, and layers taking im2col (col2im or a convolution of gy) and Winograd."""
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -12,23 +11,10 @@ from minivgg import memory as Mem
 from minivgg import plan as P
 from minivgg.losses import Objective, layer_weights
 from minivgg.vgg import random_vgg19
+from traced import traced_peak, ufunc_slack
 
 
-def traced_peak(run):
-    """(result, peak bytes newly allocated while run() ran), NumPy's buffers included."""
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        result = run()
-        return result, tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
-
-
-# NumPy's ufuncs may buffer strided operands (at most 8192 elements each, 3 operands), and
-# Python objects take a little: the slack allowed on top of the model's arrays.
-SLACK = 3 * 8192 * 4 + 4096
+SLACK = ufunc_slack(4)   # float32 arrays
 
 
 @pytest.mark.parametrize("shape, o, algorithm", [

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 import miniautograd as ag
 from miniautograd.pooling import avg_pool2d, avg_pool2d_forward, avg_pool2d_grad_input, max_pool2d
 from naive import avg_pool_naive, max_pool_grad_naive, max_pool_naive
+from traced import traced_peak, ufunc_slack
 
 # (x shape, kernel, stride, pad as passed; then kernel, stride, pad (top, bottom, left, right))
 CASES = [
@@ -210,20 +211,7 @@ def test_backend(xp):
                                max_pool_grad_naive(x, gy, (3, 3), (2, 2), (1, 1, 1, 2)), rtol=1e-12)
 
 
-def traced_peak(run):
-    """(result, peak bytes newly allocated while run() ran)."""
-    import tracemalloc
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        result = run()
-        return result, tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
-
-
-SLACK = 3 * 8192 * 8 + 4096   # NumPy's ufunc buffers (3 operands of 8192 elements), a few objects
+SLACK = ufunc_slack(8)   # float64 arrays
 ONE_BYTE = {"argmax", "larger", "mask"}
 
 

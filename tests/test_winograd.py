@@ -1,5 +1,6 @@
 """Winograd F(2x2, 3x3), the input gradient as a convolution, conv2d's choice of algorithm, the
 kernels kept by the network, and the buffer sizes the ops report."""
+
 import tracemalloc
 
 import numpy as np
@@ -13,6 +14,7 @@ from miniautograd.conv import conv2d_grad_input
 from miniautograd.conv_fast import (choose_algorithm, conv2d, grad_input_as_conv,
                                     grad_input_as_conv_buffers)
 from naive import conv2d_naive
+from traced import traced_peak, ufunc_slack
 
 PADS = [(1, 1, 1, 1), (0, 0, 0, 0), (2, 2, 2, 2), (0, 2, 1, 0), (2, 0, 0, 1), (1, 2, 2, 1)]
 
@@ -230,19 +232,7 @@ def test_gradient_as_a_convolution_allocates_what_it_reports(rng):
     assert peak == pytest.approx(8 * sum(sizes.values()), abs=SLACK)
 
 
-def traced_peak(run):
-    """(result, peak bytes newly allocated while run() ran)."""
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        result = run()
-        return result, tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
-
-
-SLACK = 3 * 8192 * 8 + 4096   # NumPy's ufunc buffers (3 operands of 8192 elements), a few objects
+SLACK = ufunc_slack(8)   # float64 arrays
 
 
 def test_band_buffers_do_not_grow_with_the_image(rng):
