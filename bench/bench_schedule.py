@@ -24,9 +24,10 @@ from PIL import Image
 import miniautograd as ag
 from minivgg import image, losses
 from minivgg.errors import UserError
+from minivgg.stylize.objective import at_scale, build_objective
 from minivgg.stylize.options import Options, validate
 from minivgg.stylize.prepare import prepare
-from minivgg.stylize.run import Run, at_scale, build_objective, result_rgb
+from minivgg.stylize.run import Run, result_rgb
 from minivgg.stylize.schedule import make_schedule
 
 

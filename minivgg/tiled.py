@@ -22,8 +22,6 @@ So one evaluation is two passes over the tiles:
 The sum over tiles of the input gradients is the chain rule over every owned position of every
 layer: dL/dx, the same as the untiled backward's, up to the order of the additions.
 """
-import numpy as np
-
 import miniautograd as ag
 
 from . import losses, tiles

@@ -192,7 +192,7 @@ def test_masks_given_as_arrays_work_with_the_colour_options_and_meancov(tiny_mat
 
 def test_masks_are_resized_at_every_scale_of_the_schedule(tiny_mat, images, monkeypatch):
     """Each scale's objective gets the masks at that scale's size (from the masks as read)."""
-    from minivgg.stylize import run as run_module
+    from minivgg.stylize import objective as run_module
     content, style = images
     seen = []
     real = run_module.masks.masks_at

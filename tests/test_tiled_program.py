@@ -132,7 +132,7 @@ def test_a_scale_no_longer_than_the_tile_runs_untiled():
     import dataclasses
     from types import SimpleNamespace
 
-    from minivgg.stylize.run import at_scale
+    from minivgg.stylize.objective import at_scale
     Job = dataclasses.make_dataclass("Job", ["content", "alpha", "styles", "tile"])
     job = Job(np.zeros((36, 48, 3), np.float32), None, [np.zeros((32, 32, 3), np.float32)], 32)
     schedule = SimpleNamespace(content_shapes=[(18, 24), (36, 48)],

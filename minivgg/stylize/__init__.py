@@ -4,10 +4,12 @@
     img = minivgg.stylize("content.jpg", "style.jpg", size=256)       (a PIL.Image)
 
 Read the package in this order: options.py (every option, its default, and the checks before any
-work), prepare.py (paths, images, device, network, memory check), schedule.py (the sizes of
-coarse-to-fine), run.py (the optimisation loop over them and what surrounds it), progress.py (the
-log and the progress bar), checkpoint.py (saving and resuming), trace.py (``--trace``). The
-method itself is in minivgg/losses.py; the optimisers in minivgg/optim.py.
+work; checks.py, and the option groups schedule_options.py, memory_options.py, mask_options.py),
+prepare.py (paths, images, device, network, memory check), schedule.py (the sizes of
+coarse-to-fine), run.py (the optimisation loop over them and what surrounds it), objective.py
+(each size's job, objective and optimiser), progress.py (the log and the progress bar),
+checkpoint.py (saving and resuming), trace.py (``--trace``). The method itself is in
+minivgg/losses.py; the optimisers in minivgg/optim.py.
 """
 import sys
 from dataclasses import fields

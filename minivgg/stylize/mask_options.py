@@ -8,10 +8,7 @@ minivgg/guided.py (the guided Gram matrices); prepare.py reads and checks the fi
 from pathlib import Path
 
 from ..errors import UserError
-
-
-def _name_list(text):
-    return [part.strip() for part in text.split(",") if part.strip()]
+from .checks import name_list
 
 
 def check_mask_options(opts):
@@ -35,6 +32,6 @@ def check_mask_options(opts):
 def add_mask_options(p, d):
     """--style-masks, in its own group of --help."""
     p = p.add_argument_group("spatial control")
-    p.add_argument("--style-masks", type=_name_list, default=d.style_masks, metavar="M1,M2",
+    p.add_argument("--style-masks", type=name_list, default=d.style_masks, metavar="M1,M2",
                    help="one grayscale image per style image, the content's proportions: its "
                    "style goes where the mask is white (guided Gram matrices; off)")

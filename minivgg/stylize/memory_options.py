@@ -8,11 +8,7 @@ import math
 import numbers
 
 from ..errors import UserError
-
-
-def flag(name):
-    """The command-line spelling of an option: lbfgs_history -> --lbfgs-history."""
-    return "--" + name.replace("_", "-")
+from .checks import flag
 
 
 MEMORY_UNITS = {"": 1, "K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}

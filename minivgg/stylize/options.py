@@ -6,7 +6,6 @@ which turns every mistake a user can make into one ``UserError`` sentence before
 or a file is written. Checks that need the files (images, output folder) are in prepare.py.
 """
 import argparse
-import math
 import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +13,11 @@ from pathlib import Path
 from .. import device
 from ..errors import UserError
 from ..vgg import check_layer_names, check_pooling
+from .checks import check_choice, check_number, flag, name_list, number_list
 from .mask_options import add_mask_options, check_mask_options
 from .memory_options import add_memory_options, check_memory_options
-from .schedule import (DEFAULT_COARSE_ITERATIONS, DEFAULT_SCALE_FACTOR, DEFAULT_START_SIZE,
-                       MAX_SCALE_FACTOR)
+from .schedule import DEFAULT_COARSE_ITERATIONS, DEFAULT_SCALE_FACTOR
+from .schedule_options import add_schedule_options, check_schedule_options
 
 
 @dataclass
@@ -102,7 +102,7 @@ def validate(opts):
     _check_choices(opts)
     _check_layers(opts)
     check_memory_options(opts)
-    _check_schedule(opts)
+    check_schedule_options(opts)
     check_mask_options(opts)
     return opts
 
@@ -166,39 +166,6 @@ def _check_colour_and_style_loss(opts):
                         "choose one")
 
 
-def _check_schedule(opts):
-    """--start-size (16 <= it <= --size; the layers' own minimum is checked in prepare.py on the
-    shapes), --scale-factor in (1, 4], --coarse-iterations >= 0, --average in [0, 1)."""
-    if opts.start_size is not None:
-        start = opts.start_size
-        if isinstance(start, bool) or not isinstance(start, numbers.Integral):
-            raise UserError(f"--start-size must be a whole number of pixels, not {start!r}")
-        if start > opts.size:
-            raise UserError(f"--start-size {start} is larger than --size {opts.size}; the "
-                            "schedule grows to --size, so give a start size up to it")
-    factor = opts.scale_factor
-    check_number("scale_factor", factor, positive=True)
-    if not 1 < factor <= MAX_SCALE_FACTOR:
-        raise UserError(f"--scale-factor must be above 1 and at most {MAX_SCALE_FACTOR:g} (each "
-                        f"size over the one before; 1.414 is the default), not {factor!r}")
-    coarse = opts.coarse_iterations
-    if isinstance(coarse, bool) or not isinstance(coarse, numbers.Integral) or coarse < 0:
-        raise UserError(f"--coarse-iterations must be a whole number >= 0, not {coarse!r}")
-    check_number("average", opts.average, positive=False)
-    if opts.average >= 1:
-        raise UserError(f"--average is a decay in [0, 1) (0.9 averages about the last 10 "
-                        f"iterates; 0 is off), not {opts.average!r}")
-
-
-def check_number(name, value, *, positive):
-    """Raise UserError unless value is a finite real number, > 0 (positive) or >= 0."""
-    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
-          and math.isfinite(value))
-    if not ok or value < 0 or (positive and value == 0):
-        what = "a positive number" if positive else "a finite number >= 0"
-        raise UserError(f"{flag(name)} must be {what}, not {value!r}")
-
-
 def _check_choices(opts):
     check_choice("optimizer", opts.optimizer, ("lbfgs", "adam"))
     check_pooling(opts.pooling, what=flag("pooling"))
@@ -218,34 +185,12 @@ def _check_layers(opts):
                             "layer once")
 
 
-def check_choice(name, value, choices):
-    """UserError unless the option ``name`` is one of ``choices``."""
-    if value not in choices:
-        raise UserError(f"{flag(name)} must be one of {', '.join(choices)}, not {value!r}")
-
-
-def flag(name):
-    """The command-line spelling of an option: style_layers -> --style-layers."""
-    return "--" + name.replace("_", "-")
-
-
 # -- the command line -----------------------------------------------------------------------------
 class _Parser(argparse.ArgumentParser):
     """argparse that raises UserError (one line, exit 2 in __main__) instead of printing usage."""
 
     def error(self, message):
         raise UserError(f"{message}; see --help")
-
-
-def _name_list(text):
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _number_list(text):
-    try:
-        return [float(part) for part in _name_list(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}")
 
 
 def build_parser():
@@ -264,31 +209,13 @@ def build_parser():
     p.add_argument("--optimizer", default=d.optimizer, help="lbfgs or adam (%(default)s)")
     p.add_argument("--learning-rate", type=float, metavar="LR",
                    help=f"Adam's step in pixel units ({DEFAULT_ADAM_LR})")
-    _add_schedule_options(p, d)
+    add_schedule_options(p, d)
     _add_loss_options(p, d)
     _add_image_options(p, d)
     _add_run_options(p, d)
     add_memory_options(p, d)
     add_mask_options(p, d)
     return p
-
-
-def _add_schedule_options(p, d):
-    """Coarse-to-fine (schedule.py, docs/schedule.md)."""
-    g = p.add_argument_group("coarse to fine", "optimise a small image first, then grow it by "
-                             "--scale-factor up to --size, starting each size from the last")
-    g.add_argument("--start-size", type=int, metavar="PX",
-                   help=f"the first size's longest side ({DEFAULT_START_SIZE}, or --size if "
-                   "smaller); equal to --size: a single scale")
-    g.add_argument("--scale-factor", type=float, default=d.scale_factor, metavar="F",
-                   help="each size over the one before (sqrt 2 = 1.414)")
-    g.add_argument("--coarse-iterations", type=int, default=d.coarse_iterations, metavar="N",
-                   help="iterations at each size before the last (%(default)s); 0: a single "
-                   "scale")
-    g.add_argument("--average", type=float, default=d.average, metavar="DECAY",
-                   help="save the moving average of the iterates (e.g. 0.9 with Adam); 0: off")
-    g.add_argument("--save-scales", action="store_true",
-                   help="also write OUT_<size>px.png at the end of each size")
 
 
 def _add_loss_options(p, d):
@@ -303,11 +230,11 @@ def _add_loss_options(p, d):
                    "means and covariances) (%(default)s)")
     for name in ("content", "style"):
         default = getattr(d, f"{name}_layers")
-        p.add_argument(f"--{name}-layers", type=_name_list, default=default, metavar="L,L",
+        p.add_argument(f"--{name}-layers", type=name_list, default=default, metavar="L,L",
                        help=f"comma-separated ({','.join(default)})")
-    p.add_argument("--style-layer-weights", type=_number_list, metavar="W,W",
+    p.add_argument("--style-layer-weights", type=number_list, metavar="W,W",
                    help="one per style layer (equal)")
-    p.add_argument("--style-blend-weights", type=_number_list, metavar="W,W",
+    p.add_argument("--style-blend-weights", type=number_list, metavar="W,W",
                    help="one per style image (equal)")
 
 

@@ -1,0 +1,80 @@
+"""What each scale of a run works on: the job at that scale, its objective and its optimiser.
+
+run.py calls these once per scale of the schedule: ``at_scale`` resizes the content, alpha and
+styles (and says whether that scale needs tiles), ``build_objective`` computes the targets and
+builds losses.Objective (guided by --style-masks, tiled under --tile/--max-memory),
+``make_optimizer`` starts L-BFGS or Adam afresh, and ``resized_input`` carries the previous
+scale's result over. ``with_matched_colors`` applies --match-colors once, before the first scale.
+"""
+import dataclasses
+import functools
+
+from .. import guided, image, losses, masks, optim, tiled
+from .options import DEFAULT_ADAM_LR
+
+
+def build_objective(job, opts, to_device):
+    """losses.Objective with targets computed once from the content and the style images;
+    with ``job.tile`` all of it tile by tile (tiled.TiledObjective)."""
+    mean, tile = job.net.mean, job.tile
+    x = to_device(image.preprocess(job.content, mean))
+    content = (tiled.tiled_responses(job.net, x, opts.content_layers, tile=tile) if tile else
+               losses.content_targets(job.net, x, opts.content_layers))
+    styles = [to_device(image.preprocess(rgb, mean)) for rgb in job.styles]
+    moments = functools.partial(tiled.tiled_moments, tile=tile) if tile else losses.image_moments
+    if job.masks:
+        style = guided_style(job, opts, styles, to_device)
+    else:
+        style = losses.style_targets(job.net, styles, opts.style_layers, moments=moments,
+                                     blend=opts.style_blend_weights, loss=opts.style_loss)
+    w = losses.layer_weights(opts.style_layers, opts.style_layer_weights)
+    objective = losses.Objective(job.net, content, style, w, content_weight=opts.content_weight,
+                                 style_weight=opts.style_weight, tv_weight=opts.tv_weight,
+                                 style_loss=opts.style_loss,
+                                 layer_loss=guided.guided_layer_loss if job.masks else None)
+    return tiled.TiledObjective(objective, tile=tile) if tile else objective
+
+
+def guided_style(job, opts, styles, to_device):
+    """--style-masks: {layer: guided.GuidedTarget}, the masks at the content's size."""
+    layer_masks = masks.masks_at(job.net, job.masks, job.content.shape[:2], opts.style_layers,
+                                 to_device=to_device)
+    return guided.guided_style_targets(job.net, styles, layer_masks, opts.style_layers,
+                                       loss=opts.style_loss, moments=losses.image_moments)
+
+
+def with_matched_colors(job, opts):
+    """--match-colors: the job with every style recoloured to the content's RGB mean and
+    covariance (image.match_colors), and the init too when it is the first style."""
+    if not opts.match_colors:
+        return job
+    styles = [image.match_colors(rgb, job.content) for rgb in job.styles]
+    init = image.resize_to(styles[0], job.content.shape[:2]) if opts.init == "style" else job.init
+    return dataclasses.replace(job, styles=styles, init=init)
+
+
+def make_optimizer(opts, x0, fn):
+    """L-BFGS (the paper's choice, the default) or Adam with ``--learning-rate``."""
+    if opts.optimizer == "adam":
+        lr = DEFAULT_ADAM_LR if opts.learning_rate is None else opts.learning_rate
+        return optim.Adam(x0, fn, lr=lr)
+    return optim.LBFGS(x0, fn, history=opts.lbfgs_history)
+
+
+def at_scale(job, schedule, k):
+    """The job's content, alpha and styles resized to scale k of ``schedule`` (Lanczos,
+    image.resize_to); at the last scale they are the job's own, so its objective is the
+    single-scale one at --size. A scale no longer than the tile runs untiled: its whole image
+    is smaller than one tile's window, whose iteration the memory check has approved."""
+    shape = schedule.content_shapes[k]
+    styles = [image.resize_to(rgb, s) for rgb, s in zip(job.styles, schedule.style_shapes[k])]
+    alpha = None if job.alpha is None else image.resize_to(job.alpha, shape)
+    tile = job.tile if job.tile and max(shape) > job.tile else None
+    return dataclasses.replace(job, content=image.resize_to(job.content, shape), alpha=alpha,
+                               styles=styles, tile=tile)
+
+
+def resized_input(x, mean, shape):
+    """Network input x (1, 3, H, W) -> the same picture as a (1, 3, H', W') NumPy input: the
+    previous scale's result as the next one's start (clipped to 0..255, resized by Lanczos)."""
+    return image.preprocess(image.resize_to(image.deprocess(x, mean), shape), mean)
