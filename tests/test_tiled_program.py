@@ -121,9 +121,10 @@ def test_a_tiled_run_gives_the_untiled_result(images, tiny_mat, pooling):
 def test_a_tiled_run_with_style_masks_gives_the_untiled_result(images, tiny_mat, pooling):
     """--style-masks with --tile 16: two soft masks that overlap in the middle, five Adam steps:
     the same 8-bit image as untiled, give or take one level (as above). Adam, not L-BFGS: on
-    this masked objective, dominated by its style loss, L-BFGS's first line search extrapolates from trial steps ~1e-6 apart, so float32 rounding (the objectives agree to
-    ~1e-7 here, and to 1e-10 in float64 in test_tiled.py) moves its step: two untiled-equal
-    tilings (16 and 32 px) were seen 19 levels apart after two iterations."""
+    this masked objective, dominated by its style loss, L-BFGS's first line search extrapolates
+    from trial steps ~1e-6 apart, so float32 rounding (the objectives agree to ~1e-7 here, and
+    to 1e-10 in float64 in test_tiled.py) moves its step: 16 and 32 px tiles, each as exact as
+    the other, were seen 19 levels apart after two iterations."""
     content, style = images
     ramp = np.clip(np.linspace(1.5, -0.5, 48)[None, :].repeat(36, axis=0), 0, 1) * 255
     common = dict(size=48, iterations=5, weights=str(tiny_mat), pooling=pooling, quiet=True,
