@@ -106,9 +106,9 @@ def guided_layer_loss(F, target):
     if F.shape[2:] != target.masks[0].shape[2:]:
         raise ValueError(f"guided_layer_loss: the response is {F.shape[2:]} but the masks are "
                          f"{target.masks[0].shape[2:]}; make the masks at this image's size")
-    need_mean = target.loss == "meancov"
-    moments = [weighted_moments(F, mask, need_mean=need_mean) if total_weight(mask) > 0 else None
-               for mask in target.masks]
+    need_mean, weights = target.loss == "meancov", [total_weight(m) for m in target.masks]
+    moments = [weighted_moments(F, mask, need_mean=need_mean, total=W) if W > 0 else None
+               for mask, W in zip(target.masks, weights)]
     return guided_moments_loss(moments, target)
 
 
