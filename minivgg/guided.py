@@ -71,11 +71,18 @@ def weighted_gram(x, weights):
     return WeightedGram(weights)(x)
 
 
-def weighted_moments(F, mask, *, need_mean=True):
+def total_weight(mask):
+    """W_r = sum_p m_rp as a float, summed in float64 whatever the mask's dtype, so that the
+    tiled objective's sum of the tiles' parts (tiled.py) is the same number up to rounding."""
+    return float(mask.sum(dtype=ag.get_array_module(mask).float64))
+
+
+def weighted_moments(F, mask, *, need_mean=True, total=None):
     """(mu_r (N, C, 1) or None, R_r (N, C, C)) Tensors: F's moments weighted by ``mask``
-    (1, 1, H, W), each divided by the mask's total weight W_r (module docstring)."""
+    (1, 1, H, W), each divided by ``total``, by default the mask's own total weight W_r (module
+    docstring); tiled.py passes the whole layer's W_r with a tile's crop of the mask."""
     N, C, H, W = F.shape
-    total = float(mask.sum())
+    total = total_weight(mask) if total is None else total
     R = weighted_gram(F, mask) / total
     if not need_mean:
         return None, R
@@ -96,14 +103,23 @@ class GuidedTarget(NamedTuple):
 def guided_layer_loss(F, target):
     """E_l = sum_r E(mu_r, R_r; target_r) (module docstring): a scalar Tensor. F: (N, C, H, W)
     Tensor; target: GuidedTarget. A style whose mask is 0 everywhere at this layer adds 0."""
-    moment_loss, total = MOMENT_LOSSES[target.loss], 0.0
     if F.shape[2:] != target.masks[0].shape[2:]:
         raise ValueError(f"guided_layer_loss: the response is {F.shape[2:]} but the masks are "
                          f"{target.masks[0].shape[2:]}; make the masks at this image's size")
-    for mask, style_target in zip(target.masks, target.targets):
-        if float(mask.sum()) > 0:
-            mu, R = weighted_moments(F, mask, need_mean=target.loss == "meancov")
-            total = total + moment_loss(mu, R, style_target)
+    need_mean, weights = target.loss == "meancov", [total_weight(m) for m in target.masks]
+    moments = [weighted_moments(F, mask, need_mean=need_mean, total=W) if W > 0 else None
+               for mask, W in zip(target.masks, weights)]
+    return guided_moments_loss(moments, target)
+
+
+def guided_moments_loss(moments, target):
+    """E_l = sum_r E(mu_r, R_r; target_r) from each region's moments: [(mu_r or None, R_r), or
+    None for a region of weight 0 (it adds 0)], one per mask of ``target`` (a GuidedTarget).
+    The loss of guided_layer_loss, and of the tiled objective's whole-image moments (tiled.py)."""
+    moment_loss, total = MOMENT_LOSSES[target.loss], 0.0
+    for found, style_target in zip(moments, target.targets):
+        if found is not None:
+            total = total + moment_loss(*found, style_target)
     return total
 
 

@@ -2,9 +2,10 @@
 
 Read this after plan.py and tiles.py. A tiled iteration (tiled.py) holds, besides what the whole
 run holds (the weights, Winograd's kernels, the losses' targets, the optimiser's state, all
-planned on the whole image as plan.py does), the image's gradient being summed, and at any moment
-either one tile's iteration or the total variation's:
-    peak = weights + kernels + targets + optimiser state + gradient
+planned on the whole image as plan.py does, and with --style-masks the masks at every style
+layer's resolution, held whole: a tile weights its owned positions by views of them), the image's
+gradient being summed, and at any moment either one tile's iteration or the total variation's:
+    peak = weights + kernels + targets + optimiser state + masks + gradient
            + max(iteration of the largest window + its crops of the loss layers, 3 images),
 the window's iteration being plan.py's own model of one untiled iteration on the window (which
 counts, a little generously, the window's own TV and image gradient too), the crops the copies of
@@ -41,7 +42,7 @@ class TiledPlan:
     def peak_bytes(self):
         w = self.whole
         return (w.weight_bytes + w.kernel_bytes + w.target_bytes + w.state_bytes
-                + self.iteration_bytes)
+                + w.mask_bytes + self.iteration_bytes)
 
 
 def loss_layers(options):

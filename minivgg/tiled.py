@@ -21,14 +21,17 @@ So one evaluation is two passes over the tiles:
    crop's backward, ``Crop``). The window's input gradient is added into the whole image's.
 The sum over tiles of the input gradients is the chain rule over every owned position of every
 layer: dL/dx, the same as the untiled backward's, up to the order of the additions.
+
+With --style-masks (guided.py) a style layer has one region per mask m_r (whole-image, at the
+layer's resolution), and the moments are weighted: sum_t sum_p m_rp f_p f_p^T and sum_t sum_p
+m_rp f_p, divided by W_r = sum_t sum_p m_rp, each tile's mask cropped to its owned positions as
+F_t is (``owned_mask``). The plain loss is the case of one region of weight 1 (mask None). The
+loss of the moments is guided.py's (``guided_moments_loss``), and the surrogate's style part is
+summed over the regions, with that region's weighted moments of F_t.
 """
 import miniautograd as ag
 
-from . import losses, tiles
-from .meancov import meancov_moments_loss
-
-MOMENT_LOSSES = {"gram": lambda mu, R, target: losses.gram_style_loss(R, target),
-                 "meancov": meancov_moments_loss}
+from . import guided, losses, tiles
 
 
 class Crop(ag.Function):
@@ -90,19 +93,49 @@ class TileRunner:
         return xw, found, offsets
 
 
-def moment_sums(runner, image):
-    """Pass 1: ({layer: (sum over owned positions of F_t (N, C, 1), of F_t F_t^T (N, C, C))},
-    {layer: M}) over the tiles of ``runner`` (a TileRunner) on an (N, 3, H, W) array."""
-    sums, count = {}, {name: 0 for name in runner.layers}
+def region_masks(target):
+    """The regions of a style layer's ``target``: a guided.GuidedTarget's masks (1, 1, H, W),
+    whole-image, or (None,) for a plain target: one region, every position of weight 1."""
+    return target.masks if isinstance(target, guided.GuidedTarget) else (None,)
+
+
+def owned_mask(mask, offset, shape):
+    """A whole layer's mask (1, 1, H, W) cut to the owned F_t of ``shape`` (N, C, h, w) at the
+    global ``offset`` (r, c), as the content target P_t is: a view. None stays None."""
+    (r, c), (h, w) = offset, shape[2:]
+    return None if mask is None else mask[:, :, r:r + h, c:c + w]
+
+
+def region_moments(F, mask, total, *, need_mean=True):
+    """(mu or None (N, C, 1), R (N, C, C)) Tensors: the sums over F's positions of f_p and of
+    f_p f_p^T, each weighted by ``mask`` (None: weight 1), divided by ``total``."""
+    if mask is not None:
+        return guided.weighted_moments(F, mask, need_mean=need_mean, total=total)
+    N, C, h, w = F.shape
+    R = ag.gram(F) / total
+    if not need_mean:
+        return None, R
+    return ag.sum(ag.reshape(F, (N, C, h * w)), axis=2, keepdims=True) / total, R  # (N, C, 1)
+
+
+def moment_sums(runner, image, masks=None):
+    """Pass 1: ({layer: [per region (sum of m_p f_p (N, C, 1), sum of m_p f_p f_p^T (N, C, C))]},
+    {layer: [per region W_r = sum of m_p]}) over the owned positions of the tiles of ``runner``
+    (a TileRunner) on an (N, 3, H, W) array. masks: {layer: region_masks}; None: no masks."""
+    masks = masks or {name: (None,) for name in runner.layers}
+    sums = {name: [None] * len(masks[name]) for name in runner.layers}
+    weights = {name: [0.0] * len(masks[name]) for name in runner.layers}
     for t in runner.layout.tiles:
-        _, found, _ = runner.owned(t, image)
+        _, found, offsets = runner.owned(t, image)
         for name, F in found.items():
-            N, C, h, w = F.shape
-            s = (F.reshape(N, C, h * w).sum(axis=2, keepdims=True),    # (N, C, 1)
-                 ag.gram(ag.Tensor(F)).data)                            # (N, C, C)
-            sums[name] = s if name not in sums else (sums[name][0] + s[0], sums[name][1] + s[1])
-            count[name] += h * w
-    return sums, count
+            for r, mask in enumerate(masks[name]):
+                m = owned_mask(mask, offsets[name], F.shape)
+                s = tuple(v.data for v in region_moments(ag.Tensor(F), m, 1.0))
+                old = sums[name][r]
+                sums[name][r] = s if old is None else (old[0] + s[0], old[1] + s[1])
+                weights[name][r] += F.shape[2] * F.shape[3] if m is None else \
+                    guided.total_weight(m)
+    return sums, weights
 
 
 def tiled_moments(net, image, layers, *, tile):
@@ -110,7 +143,7 @@ def tiled_moments(net, image, layers, *, tile):
     losses.image_moments, in the memory of one ``tile`` px tile. image: (N, 3, H, W) array."""
     grid = tiles.layout(net.layers, layers, image.shape[2:], tile)
     sums, count = moment_sums(TileRunner(net, layers, grid), image)
-    return {name: (mu / count[name], R / count[name]) for name, (mu, R) in sums.items()}
+    return {name: (mu / count[name][0], R / count[name][0]) for name, [(mu, R)] in sums.items()}
 
 
 def tiled_responses(net, image, layers, *, tile):
@@ -137,68 +170,93 @@ def _assemble(parts):
     return whole
 
 
+def whole_moments(sums, weights):
+    """{layer: [per region (mu_r, R_r), or None where W_r = 0]}: pass 1's sums over W_r."""
+    return {name: [None if W == 0 else (s[0] / W, s[1] / W)
+                   for s, W in zip(sums[name], weights[name])] for name in sums}
+
+
 class TiledObjective:
     """losses.Objective's value_and_grad, evaluated in two passes over ``tile`` px tiles.
 
     objective: a losses.Objective (its net, targets, weights and style loss are used as they
-    are); tile: the tile side, a multiple of the deepest loss layer's stride (tiles.py).
+    are; guided.GuidedTarget style targets, from --style-masks, make it guided); tile: the tile
+    side, a multiple of the deepest loss layer's stride (tiles.py).
     """
 
     def __init__(self, objective, *, tile):
         self.objective, self.tile = objective, int(tile)
         self.net, self.layers = objective.net, objective.layers
-        self.style_moment_loss = MOMENT_LOSSES[objective.style_loss]
+        self.regions = {name: region_masks(A) for name, A in objective.style.items()}
 
     def layout(self, size):
         """The tiles.Layout of an image of ``size`` (H, W)."""
         return tiles.layout(self.net.layers, self.layers, size, self.tile)
 
+    def moment_loss(self, name, moments):
+        """E_l of style layer ``name`` from its regions' whole-image moments [(mu, R) or None]:
+        guided.guided_moments_loss, or the plain loss of --style-loss on the one region."""
+        target = self.objective.style[name]
+        if isinstance(target, guided.GuidedTarget):
+            return guided.guided_moments_loss(moments, target)
+        return guided.MOMENT_LOSSES[self.objective.style_loss](*moments[0], target)
+
     def style_term(self, moments):
-        """(beta * sum_l w_l E_l as a float, {layer: (gmu or None, gR)}) of whole-image moments:
-        the style loss of losses.py / meancov.py and its gradient with respect to the moments."""
+        """(beta * sum_l w_l E_l as a float, {layer: [per region (gmu or None, gR), or None]}) of
+        the whole-image moments (``whole_moments``): the style loss and its gradient with
+        respect to the moments, each layer's term backpropagated on its own leaves."""
         o, grads, total = self.objective, {}, 0.0
-        leaves = {name: tuple(ag.Tensor(m, requires_grad=True) for m in moments[name])
-                  for name in o.style}
-        for name, A in o.style.items():
-            E = o.beta * o.w_style[name] * self.style_moment_loss(*leaves[name], A)
-            E.backward()                              # each term on its own leaves
-            total += E.item()
-        for name, (mu, R) in leaves.items():
-            grads[name] = (mu.grad, R.grad)
+        for name in o.style:
+            leaves = [None if m is None else tuple(ag.Tensor(a, requires_grad=True) for a in m)
+                      for m in moments[name]]
+            E = self.moment_loss(name, leaves)
+            if isinstance(E, ag.Tensor):          # 0.0 when every region weighs 0 here
+                E = o.beta * o.w_style[name] * E
+                E.backward()
+                total += E.item()
+            grads[name] = [None if m is None else (m[0].grad, m[1].grad) for m in leaves]
         return total, grads
 
-    def surrogate(self, found, offsets, style_grads, counts):
+    def style_surrogate(self, found, offsets, style_grads, weights):
+        """sum_l sum_r <R_tr, gR_r> + <mu_tr, gmu_r> of one tile (gR_r, gmu_r carry beta w_l):
+        R_tr, mu_tr the moments of its F_t weighted by its crop of m_r, over the layer's W_r."""
+        style = 0.0
+        for name, grads in style_grads.items():
+            F = found[name]
+            for mask, g, W in zip(self.regions[name], grads, weights[name]):
+                if g is None:
+                    continue
+                gmu, gR = g
+                mu, R = region_moments(F, owned_mask(mask, offsets[name], F.shape), W,
+                                       need_mean=gmu is not None)
+                style = style + ag.sum(R * gR)
+                if gmu is not None:
+                    style = style + ag.sum(mu * gmu)
+        return style
+
+    def surrogate(self, found, offsets, style_grads, weights):
         """S_t of one tile (module docstring): a scalar Tensor, and its content part as a Tensor."""
-        o, content, style = self.objective, 0.0, 0.0
+        o, content = self.objective, 0.0
         for name, P in o.content.items():
             F = found[name]
             r, c = offsets[name]
             P_t = P[:, :, r:r + F.shape[2], c:c + F.shape[3]]
             content = content + losses.content_loss(F, P_t) * (F.size / P.size)
         content = content * (o.alpha / max(len(o.content), 1))
-        for name, (gmu, gR) in style_grads.items():
-            F, M = found[name], counts[name]
-            N, C, h, w = F.shape
-            part = ag.sum(ag.gram(F) * (gR / M))
-            if gmu is not None:
-                sums = ag.sum(ag.reshape(F, (N, C, h * w)), axis=2, keepdims=True)  # (N, C, 1)
-                part = part + ag.sum(sums * (gmu / M))
-            style = style + part
-        return content + style, content
+        return content + self.style_surrogate(found, offsets, style_grads, weights), content
 
     def value_and_grad(self, x):
         """(total, dL/dx, {term: float}) for an image array x (N, 3, H, W), as Objective's."""
         o, grid = self.objective, self.layout(x.shape[2:])
-        sums, counts = moment_sums(TileRunner(self.net, list(o.style), grid), x)
-        style, style_grads = self.style_term({name: (mu / counts[name], R / counts[name])
-                                              for name, (mu, R) in sums.items()})
+        sums, weights = moment_sums(TileRunner(self.net, list(o.style), grid), x, self.regions)
+        style, style_grads = self.style_term(whole_moments(sums, weights))
         xt = ag.Tensor(x, requires_grad=True)
         tv = o.gamma * losses.tv_loss(xt)
         tv.backward()
         grad, content, runner = xt.grad, 0.0, TileRunner(self.net, self.layers, grid)
         for t in grid.tiles:                                    # pass 2
             xw, found, offsets = runner.owned(t, x, record=True)
-            S, content_t = self.surrogate(found, offsets, style_grads, counts)
+            S, content_t = self.surrogate(found, offsets, style_grads, weights)
             S.backward()
             r0, r1, c0, c1 = t.window
             grad[:, :, r0:r1, c0:c1] += xw.grad

@@ -123,8 +123,6 @@ def test_bad_masks_are_refused_in_one_sentence(capsys, images, tmp_path):
     assert "proportions" in line and "resize or crop the mask" in line
     write_mask(tmp_path / "black.png", value=0)
     assert "black everywhere" in refused(capsys, [*images, "--style-masks", "black.png"], tmp_path)
-    line = refused(capsys, [*images, "--style-masks", good, "--tile", "32"], tmp_path)
-    assert "--style-masks does not work with tiled" in line
 
 
 def test_a_mask_within_one_percent_of_the_contents_proportions_is_taken():

@@ -1,5 +1,6 @@
 """--tile, --max-memory and --lbfgs-history: parsing, refusals (one sentence, exit 2, nothing
-written), the tile plan (minivgg/tile_plan.py), and a tiled run that gives the untiled result."""
+written), the tile plan (minivgg/tile_plan.py), and a tiled run that gives the untiled result,
+with and without --style-masks."""
 from types import SimpleNamespace
 
 import numpy as np
@@ -114,6 +115,34 @@ def test_a_tiled_run_gives_the_untiled_result(images, tiny_mat, pooling):
     untiled = np.asarray(minivgg.stylize(str(content), str(style), **common), dtype=int)
     tiled = np.asarray(minivgg.stylize(str(content), str(style), tile=16, **common), dtype=int)
     assert np.abs(untiled - tiled).max() <= 1
+
+
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+def test_a_tiled_run_with_style_masks_gives_the_untiled_result(images, tiny_mat, pooling):
+    """--style-masks with --tile 16: two soft masks that overlap in the middle, five Adam steps:
+    the same 8-bit image as untiled, give or take one level (as above). Adam, not L-BFGS: on
+    this masked objective, dominated by its style loss, L-BFGS's first line search extrapolates
+    from trial steps ~1e-6 apart, so float32 rounding (the objectives agree to ~1e-7 here, and
+    to 1e-10 in float64 in test_tiled.py) moves its step: 16 and 32 px tiles, each as exact as
+    the other, were seen 19 levels apart after two iterations."""
+    content, style = images
+    ramp = np.clip(np.linspace(1.5, -0.5, 48)[None, :].repeat(36, axis=0), 0, 1) * 255
+    common = dict(size=48, iterations=5, weights=str(tiny_mat), pooling=pooling, quiet=True,
+                  optimizer="adam", style_masks=[ramp, 255 - ramp])
+    styles = [str(style)] * 2
+    untiled = np.asarray(minivgg.stylize(str(content), styles, **common), dtype=int)
+    tiled = np.asarray(minivgg.stylize(str(content), styles, tile=16, **common), dtype=int)
+    plain = np.asarray(minivgg.stylize(str(content), styles, tile=16,
+                                       **{**common, "style_masks": None}), dtype=int)
+    assert np.abs(untiled - tiled).max() <= 1
+    assert np.abs(plain - tiled).mean() > 1.0          # the masks did change the result
+
+
+def test_the_tiled_plan_counts_the_masks_held_whole():
+    without = tile_plan.plan_tiled(LAYOUT, (512, 512), 128, **OPTIONS)
+    masked = tile_plan.plan_tiled(LAYOUT, (512, 512), 128, masks=2, **OPTIONS)
+    assert masked.whole.mask_bytes > 0
+    assert masked.peak_bytes - without.peak_bytes == masked.whole.mask_bytes
 
 
 def test_tiles_follow_the_coarse_to_fine_schedule(images, tiny_mat):

@@ -12,8 +12,7 @@ from .checks import name_list
 
 
 def check_mask_options(opts):
-    """--style-masks: one mask per style image (a single path or image may stand alone), and
-    not with --tile (the tiled objective has no guided Gram matrices yet)."""
+    """--style-masks: one mask per style image (a single path or image may stand alone)."""
     masks = opts.style_masks
     if masks is None:
         return
@@ -24,9 +23,6 @@ def check_mask_options(opts):
     if len(opts.style_masks) != styles:
         raise UserError(f"--style-masks gives {len(opts.style_masks)} mask(s) for {styles} style "
                         "image(s); give one mask per style image, in the same order")
-    if opts.tile is not None:
-        raise UserError("--style-masks does not work with tiled evaluation (--tile) yet; drop "
-                        "--tile, or the masks")
 
 
 def add_mask_options(p, d):

@@ -23,7 +23,7 @@ def build_objective(job, opts, to_device):
     styles = [to_device(image.preprocess(rgb, mean)) for rgb in job.styles]
     moments = functools.partial(tiled.tiled_moments, tile=tile) if tile else losses.image_moments
     if job.masks:
-        style = guided_style(job, opts, styles, to_device)
+        style = guided_style(job, opts, styles, to_device, moments)
     else:
         style = losses.style_targets(job.net, styles, opts.style_layers, moments=moments,
                                      blend=opts.style_blend_weights, loss=opts.style_loss)
@@ -35,12 +35,13 @@ def build_objective(job, opts, to_device):
     return tiled.TiledObjective(objective, tile=tile) if tile else objective
 
 
-def guided_style(job, opts, styles, to_device):
-    """--style-masks: {layer: guided.GuidedTarget}, the masks at the content's size."""
+def guided_style(job, opts, styles, to_device, moments):
+    """--style-masks: {layer: guided.GuidedTarget}, the masks at the content's whole size (a
+    tiled objective crops them tile by tile); ``moments`` computes each style image's own."""
     layer_masks = masks.masks_at(job.net, job.masks, job.content.shape[:2], opts.style_layers,
                                  to_device=to_device)
     return guided.guided_style_targets(job.net, styles, layer_masks, opts.style_layers,
-                                       loss=opts.style_loss, moments=losses.image_moments)
+                                       loss=opts.style_loss, moments=moments)
 
 
 def with_matched_colors(job, opts):

@@ -301,10 +301,6 @@ def prepare(opts, *, api=False, say=None):
     net = load_network(opts, device)
     tiling = opts.tile is not None or opts.max_memory is not None
     tile = check_memory(opts, net, shapes, device, say) if tiling or not opts.explain else None
-    if tile and style_masks:
-        raise UserError("--style-masks does not work with tiled evaluation yet, and one "
-                        "iteration does not fit in --max-memory; raise --max-memory or lower "
-                        "--size")
     content, alpha, styles, init = resize_images(opts, content, alpha, styles, shapes)
     if notice:
         say(notice)                   # only now: a refused run prints its error line alone
