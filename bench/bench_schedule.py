@@ -90,6 +90,8 @@ def options(args, *, single):
 def bench(args):
     """Run both variants; print the table; write the pictures with --out."""
     schedule_opts = options(args, single=False)
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)    # before the first, long run
     rows = []
     variants = (("single-scale", options(args, single=True)), ("schedule", schedule_opts))
     for name, opts in [v for v in variants if v[0] in args.runs]:
@@ -99,7 +101,8 @@ def bench(args):
         rows.append((name, opts, seconds, evals, multiscale_losses(rgb, job, opts, sched)))
         if args.out:
             image.save_png(Path(args.out) / f"{name}.png", rgb)
-        print(f"{name}: {seconds:.1f} s", file=sys.stderr, flush=True)
+        print(f"{name}: {seconds:.1f} s, evaluations {evals}, losses {rows[-1][4]}",
+              file=sys.stderr, flush=True)                 # kept if a later run fails
     print_table(rows, schedule_opts)
     if args.out and len(rows) == 2:
         side_by_side(Path(args.out))
