@@ -14,7 +14,7 @@ def test_the_table_has_both_runs_and_a_loss_per_size(tiny_mat, images, tmp_path,
     content, style = images
     bench_schedule.main([str(content), str(style), "--size", "48", "--start-size", "24",
                          "--single-iterations", "3", "--coarse-iterations", "2", "--iterations",
-                         "2", "--weights", str(tiny_mat), "--out", str(tmp_path)])
+                         "2", "--weights", str(tiny_mat), "--out", str(tmp_path / "new")])
     out = capsys.readouterr().out
     assert "schedule: 24, 34, 48 px" in out and "| loss at 24 | loss at 34 | loss at 48 |" in out
     rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in out.splitlines()
@@ -25,7 +25,7 @@ def test_the_table_has_both_runs_and_a_loss_per_size(tiny_mat, images, tmp_path,
         assert evaluations >= 2 and 0 < at_final <= evaluations
         assert cells[4] == cells[-1]                   # the final-scale loss is the one at 48 px
     assert float(rows["schedule"][3]) < int(rows["schedule"][2])   # coarse evaluations are cheaper
-    with Image.open(tmp_path / "pair.png") as pair:
+    with Image.open(tmp_path / "new" / "pair.png") as pair:      # the folder was made
         assert pair.size == (48 + 8 + 48, 36)
 
 
