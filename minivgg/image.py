@@ -49,6 +49,24 @@ def read_image(path):
                         "to RGB; save it as an RGB PNG or JPEG first") from None
 
 
+def read_source(source, what):
+    """(rgb, alpha) of a path, a PIL image or an (H, W), (H, W, 3) or (H, W, 4) array, 0..255:
+    what the program and ``minivgg.stylize(...)`` accept for every picture. ``what`` names it in
+    the UserError sentence."""
+    if isinstance(source, (str, Path)):
+        return read_image(source)
+    if isinstance(source, Image.Image):
+        rgba = source.mode in ("RGBA", "LA", "PA") or "transparency" in source.info
+        source = np.asarray(source.convert("RGBA" if rgba else "RGB"))
+    a = np.asarray(source, dtype=np.float32)
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)              # (H, W) -> (H, W, 3)
+    if a.ndim != 3 or a.shape[2] not in (3, 4) or not np.all(np.isfinite(a)):
+        raise UserError(f"the {what} must be a path, a PIL image or an (H, W) or (H, W, 3) array of "
+                        f"values 0..255; got an array of shape {a.shape}")
+    return np.clip(a[:, :, :3], 0, 255), (np.clip(a[:, :, 3], 0, 255) if a.shape[2] == 4 else None)
+
+
 def _open_fully(path):
     """Open and decode the whole file (Pillow is lazy), turning every failure into a UserError."""
     with warnings.catch_warnings():

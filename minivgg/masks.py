@@ -13,7 +13,6 @@ own pools (net.layers' kernel, stride and padding, and net.pooling: average or m
 mask position sits where the feature position it weights does. Convolutions keep the size.
 """
 import numpy as np
-from PIL import Image
 
 import miniautograd as ag
 
@@ -28,18 +27,7 @@ BLACK = 0.5 / 255            # below half an 8-bit level: black
 def read_mask(source, what):
     """A mask (H, W) float32 in [0, 1] from a path, a PIL image or an (H, W) or (H, W, 3) array
     of 0..255 values (like the images); colour is turned to grey by ITU-R 601 luma."""
-    if isinstance(source, Image.Image):
-        source = np.asarray(source.convert("RGB"), dtype=np.float32)
-    if isinstance(source, np.ndarray):
-        a = np.asarray(source, dtype=np.float32)
-        if a.ndim == 2:
-            a = np.repeat(a[:, :, None], 3, axis=2)               # (H, W) -> (H, W, 3)
-        if a.ndim != 3 or a.shape[2] not in (3, 4) or not np.all(np.isfinite(a)):
-            raise UserError(f"the {what} must be a path, a PIL image or an (H, W) array of values "
-                            f"0..255; got an array of shape {a.shape}")
-        rgb = a[:, :, :3]
-    else:
-        rgb, _ = image.read_image(source)
+    rgb, _ = image.read_source(source, what)
     grey = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)   # (H, W, 3) @ (3,) -> (H, W)
     return np.clip(grey / 255.0, 0.0, 1.0)
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-from PIL import Image
 
 from .. import device as devices
 from .. import image, masks, plan
@@ -112,20 +111,6 @@ def resolve_paths(opts, *, api=False):
 
 
 # -- images ---------------------------------------------------------------------------------------
-def read_source(source, what):
-    """(rgb, alpha) of a path, a PIL image or an (H, W), (H, W, 3) or (H, W, 4) array, 0..255."""
-    if isinstance(source, (str, Path)):
-        return image.read_image(source)
-    if isinstance(source, Image.Image):
-        rgba = source.mode in ("RGBA", "LA", "PA") or "transparency" in source.info
-        source = np.asarray(source.convert("RGBA" if rgba else "RGB"))
-    a = np.asarray(source, dtype=np.float32)
-    if a.ndim == 2:
-        a = np.repeat(a[:, :, None], 3, axis=2)              # (H, W) -> (H, W, 3)
-    if a.ndim != 3 or a.shape[2] not in (3, 4) or not np.all(np.isfinite(a)):
-        raise UserError(f"the {what} must be a path, a PIL image or an (H, W, 3) array of values "
-                        f"0..255; got an array of shape {a.shape}")
-    return np.clip(a[:, :, :3], 0, 255), (np.clip(a[:, :, 3], 0, 255) if a.shape[2] == 4 else None)
 
 
 def check_size(shape, what, need, deepest, *, resized=False):
@@ -145,8 +130,8 @@ def read_images(opts):
     pictures are drawn at the working size."""
     if opts.demo:
         return None, None, None
-    content, alpha = read_source(opts.content, "content image")
-    styles = [read_source(source, "style image")[0] for source in opts.style]
+    content, alpha = image.read_source(opts.content, "content image")
+    styles = [image.read_source(source, "style image")[0] for source in opts.style]
     return content, alpha, styles
 
 
@@ -209,7 +194,7 @@ def initial_image(opts, content, styles):
         return rng.uniform(0.0, 255.0, size=content.shape).astype(np.float32)
     if opts.init == "style":
         return image.resize_to(styles[0], content.shape[:2])
-    rgb, _ = read_source(opts.init, "init image")
+    rgb, _ = image.read_source(opts.init, "init image")
     return image.resize_to(rgb, content.shape[:2])
 
 
