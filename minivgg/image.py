@@ -62,8 +62,8 @@ def read_source(source, what):
     if a.ndim == 2:
         a = np.repeat(a[:, :, None], 3, axis=2)              # (H, W) -> (H, W, 3)
     if a.ndim != 3 or a.shape[2] not in (3, 4) or not np.all(np.isfinite(a)):
-        raise UserError(f"the {what} must be a path, a PIL image or an (H, W) or (H, W, 3) array of "
-                        f"values 0..255; got an array of shape {a.shape}")
+        raise UserError(f"the {what} must be a path, a PIL image or an (H, W) or (H, W, 3) "
+                        f"array of values 0..255; got an array of shape {a.shape}")
     return np.clip(a[:, :, :3], 0, 255), (np.clip(a[:, :, 3], 0, 255) if a.shape[2] == 4 else None)
 
 
