@@ -9,14 +9,9 @@ from . import plan
 from .device import Device
 from .errors import UserError
 from .explain import format_bytes
+from .image import longest_shape
 
 GIB = 1024 ** 3
-
-
-def scaled_size(size, longest):
-    """(H, W) scaled so that its longer side is ``longest`` pixels, keeping the aspect ratio."""
-    scale = longest / max(size)
-    return tuple(max(1, round(side * scale)) for side in size)
 
 
 def largest_size_that_fits(net, available_bytes, *, shape=(1, 1), **options):
@@ -27,7 +22,7 @@ def largest_size_that_fits(net, available_bytes, *, shape=(1, 1), **options):
     """
     def fits(longest):
         try:
-            peak = plan.plan_iteration(net, scaled_size(shape, longest), **options).peak_bytes
+            peak = plan.plan_iteration(net, longest_shape(shape, longest), **options).peak_bytes
         except UserError:           # too small to reach the deepest layer
             return False
         return peak <= available_bytes

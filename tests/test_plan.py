@@ -9,6 +9,7 @@ import pytest
 from miniautograd.backend import CHUNK_ELEMENTS
 from minivgg import explain as E
 from minivgg import fits as F
+from minivgg.image import longest_shape
 from minivgg import plan as P
 from minivgg.errors import UserError
 from minivgg.matfile import LayerSpec
@@ -224,11 +225,11 @@ def test_largest_size_that_fits_is_the_boundary(net):
     budget = P.plan_iteration(net, (300, 200), **options).peak_bytes
     longest = F.largest_size_that_fits(net, budget, shape=(3, 2), **options)
     assert longest >= 300
-    assert P.plan_iteration(net, F.scaled_size((3, 2), longest), **options).peak_bytes <= budget
-    assert P.plan_iteration(net, F.scaled_size((3, 2), longest + 1), **options).peak_bytes \
+    assert P.plan_iteration(net, longest_shape((3, 2), longest), **options).peak_bytes <= budget
+    assert P.plan_iteration(net, longest_shape((3, 2), longest + 1), **options).peak_bytes \
         > budget
     assert F.largest_size_that_fits(net, 1000, shape=(3, 2), **options) == 0
-    assert F.scaled_size((300, 200), 600) == (600, 400)
+    assert longest_shape((300, 200), 600) == (600, 400)
 
 
 def test_check_memory_refuses_with_the_size_that_fits(net):
