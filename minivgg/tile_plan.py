@@ -10,7 +10,7 @@ gradient being summed, and at any moment either one tile's iteration or the tota
 the window's iteration being plan.py's own model of one untiled iteration on the window (which
 counts, a little generously, the window's own TV and image gradient too), the crops the copies of
 the owned positions tiled.Crop makes, and 3 images the TV's two differences and its gradient.
-The peak grows with the tile, so the largest tile under a budget is found by bisection.
+The peak grows with the tile, so the largest tile under a budget is found by trying the tile counts 1, 2, 3, ... in turn.
 """
 import math
 from dataclasses import dataclass
@@ -51,13 +51,15 @@ def loss_layers(options):
                                *options.get("content_layers", ())]))
 
 
-def plan_tiled(net, size, tile, **options):
+def plan_tiled(net, size, tile, *, whole=None, **options):
     """The TiledPlan of ``tile`` px tiles on an image of ``size`` (H, W); options: those of
-    plan.plan_iteration (style_layers, content_layers, history, device...)."""
+    plan.plan_iteration (style_layers, content_layers, history, device...). whole: the untiled
+    plan of ``size``, when the caller has it (it does not depend on the tile)."""
     names = loss_layers(options)
     grid = tiles.layout(net.layers, names, size, tile)
-    return TiledPlan(grid, plan.plan_iteration(net, size, **options),
-                     plan.plan_iteration(net, grid.largest_window, **options), tuple(names))
+    whole = whole or plan.plan_iteration(net, size, **options)
+    return TiledPlan(grid, whole, plan.plan_iteration(net, grid.largest_window, **options),
+                     tuple(names))
 
 
 def stride(net, options):
@@ -65,7 +67,7 @@ def stride(net, options):
     return tiles.margins(net.layers, loss_layers(options)).stride
 
 
-def largest_tile_that_fits(net, size, budget, **options):
+def largest_tile_that_fits(net, size, budget, *, whole=None, **options):
     """The largest tile whose TiledPlan's peak is within ``budget`` bytes; None when none fits.
 
     The candidates are the ``evened`` tiles that cut the longest side into 1, 2, 3, ... tiles:
@@ -76,7 +78,7 @@ def largest_tile_that_fits(net, size, budget, **options):
     for count in range(1, math.ceil(longest / s) + 1):
         tile = evened(math.ceil(longest / count), size, s)
         if math.ceil(longest / tile) == count and \
-                plan_tiled(net, size, tile, **options).peak_bytes <= budget:
+                plan_tiled(net, size, tile, whole=whole, **options).peak_bytes <= budget:
             return tile
     return None
 
@@ -96,18 +98,21 @@ def choose_tile(net, size, *, tile=None, max_memory=None, **options):
     """
     if tile is not None:
         return tile, None
-    if max_memory is None or plan.plan_iteration(net, size, **options).peak_bytes <= max_memory:
+    if max_memory is None:
         return None, None
-    found = largest_tile_that_fits(net, size, max_memory, **options)
+    whole = plan.plan_iteration(net, size, **options)
+    if whole.peak_bytes <= max_memory:
+        return None, None
+    found = largest_tile_that_fits(net, size, max_memory, whole=whole, **options)
     h, w = size
     if found is None:
-        least = plan_tiled(net, size, stride(net, options), **options).peak_bytes
+        least = plan_tiled(net, size, stride(net, options), whole=whole, **options).peak_bytes
         raise UserError(f"--max-memory {format_bytes(max_memory)} is too small for a {w}x{h} "
                         f"image: even the smallest tiles need about {format_bytes(least)}; give "
                         f"--max-memory {math.ceil(least / 2 ** 20)}M or more, or a smaller --size")
-    tiled = plan_tiled(net, size, found, **options)
+    tiled = plan_tiled(net, size, found, whole=whole, **options)
     rows, cols = tiled.layout.grid
     return found, (f"one iteration at {w}x{h} needs about "
-                   f"{format_bytes(plan.plan_iteration(net, size, **options).peak_bytes)}, more "
+                   f"{format_bytes(whole.peak_bytes)}, more "
                    f"than --max-memory {format_bytes(max_memory)}: running tiled, {found} px "
                    f"tiles ({rows} x {cols}), about {format_bytes(tiled.peak_bytes)}")
