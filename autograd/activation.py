@@ -12,6 +12,8 @@ dropping a convolution's output once its ReLU has run. The backward cannot work 
 backpropagation may hand the same gy to several functions (an addition passes it to both of its
 inputs) or pass the caller's own array, so gy * mask is a new array, as every backward's is.
 """
+import numpy as np
+
 from .backend import get_array_module
 from .tensor import Function
 
@@ -21,13 +23,14 @@ BAND_ELEMENTS = 1 << 18   # 1 MB of float32: within every L2 cache (bench/README
 def relu_forward(x, *, out=None):
     """(y, mask) on arrays: mask = x > 0 (bool), y = x * mask (x's dtype), into ``out`` if given.
 
-    A contiguous x goes in flat bands of BAND_ELEMENTS, each compared and multiplied while in
-    cache; any other x in two whole passes. Both give the same values.
+    A contiguous NumPy x goes in flat bands of BAND_ELEMENTS, each compared and multiplied while
+    in the CPU's cache; any other x (and every CuPy x: a GPU has no such cache to keep, and each
+    band would cost two kernel launches) in two whole passes. Both give the same values.
     """
     xp = get_array_module(x)
     mask = xp.empty(x.shape, dtype=bool)
     y = xp.empty_like(x) if out is None else out
-    if not (x.flags.c_contiguous and y.flags.c_contiguous):
+    if xp is not np or not (x.flags.c_contiguous and y.flags.c_contiguous):
         xp.greater(x, 0, out=mask)
         return xp.multiply(x, mask, out=y), mask
     flat_x, flat_y, flat_mask = x.reshape(-1), y.reshape(-1), mask.reshape(-1)   # views
