@@ -19,7 +19,8 @@ No cycle: conv.py and winograd.py import nothing from here; this file imports bo
 """
 from .backend import get_array_module
 from .conv import Conv2d, conv2d_forward, conv2d_forward_buffers, conv2d_shapes
-from .winograd import TransformedKernels, supports, winograd_conv, winograd_grad_input
+from .winograd import (TransformedKernels, gradient_pad, supports, winograd_conv,
+                       winograd_grad_input)
 
 ALGORITHMS = ("auto", "im2col", "winograd")
 WINOGRAD_MIN_CHANNELS = 128   # "auto" takes Winograd when C and O are both at least this
@@ -52,13 +53,6 @@ def flipped_kernel(W):
     return W.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]   # (O, C, KH, KW) -> (C, O, KH, KW)
 
 
-def gradient_conv_pad(W_shape, pad):
-    """The padding of gy for grad_input_as_conv: KH-1-pt, KH-1-pb, KW-1-pl, KW-1-pr."""
-    KH, KW = W_shape[2:]
-    pt, pb, pl, pr = pad
-    return (KH - 1 - pt, KH - 1 - pb, KW - 1 - pl, KW - 1 - pr)
-
-
 def as_conv_applies(W_shape, stride, pad):
     """grad_input_as_conv is used for stride 1, pads <= K-1, and O <= C.
 
@@ -78,7 +72,7 @@ def grad_input_as_conv_buffers(gy_shape, W_shape, pad, *, chunk):
     gx (its y, the result), band (gy's padded rows of one chunk) and col.
     """
     O, C, KH, KW = W_shape
-    forward = conv2d_forward_buffers(gy_shape, (C, O, KH, KW), 1, gradient_conv_pad(W_shape, pad),
+    forward = conv2d_forward_buffers(gy_shape, (C, O, KH, KW), 1, gradient_pad(pad, W_shape[2:]),
                                      chunk=chunk)
     return dict(Wg=C * O * KH * KW, gx=forward["y"], band=forward["band"], col=forward["col"])
 
@@ -89,10 +83,10 @@ def grad_input_as_conv(gy, W, pad, *, chunk=None):
     Derivation (docs/convolution.md): y[oh] = sum_i W[i] xpad[oh + i] (one spatial axis shown,
     channels as matrices), so gxpad[h] = sum_i W[i]^T gy[h - i]; with i' = KH-1-i that is a
     cross-correlation of gy, padded by KH-1 on each side, with Wg. Removing xpad's pad rows,
-    gy needs KH-1-pt rows on top and KH-1-pb at the bottom (gradient_conv_pad; columns alike).
+    gy needs KH-1-pt rows on top and KH-1-pb at the bottom (winograd.gradient_pad; columns alike).
     """
     Wg = get_array_module(W).ascontiguousarray(flipped_kernel(W))
-    return conv2d_forward(gy, Wg, None, 1, gradient_conv_pad(W.shape, pad), chunk=chunk)
+    return conv2d_forward(gy, Wg, None, 1, gradient_pad(pad, W.shape[2:]), chunk=chunk)
 
 
 # -- the op ----------------------------------------------------------------------------------------

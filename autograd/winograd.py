@@ -51,9 +51,12 @@ def transform_kernel(W, dtype):
     return xp.ascontiguousarray(U.transpose(2, 3, 0, 1)).reshape(16, O, C)  # -> (16, O, C)
 
 
-def gradient_pad(pad):
-    """The padding of gy for the input gradient as a convolution: 2 - p on each side."""
-    return tuple(2 - p for p in pad)
+def gradient_pad(pad, kernel=(3, 3)):
+    """The padding of gy for the input gradient as a convolution: K-1-p on each side (2 - p for
+    this file's 3x3 kernels), i.e. KH-1-pt, KH-1-pb, KW-1-pl, KW-1-pr (docs/convolution.md)."""
+    KH, KW = kernel
+    pt, pb, pl, pr = pad
+    return (KH - 1 - pt, KH - 1 - pb, KW - 1 - pl, KW - 1 - pr)
 
 
 def _bt(d0, d1, d2, d3, out):
