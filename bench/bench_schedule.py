@@ -11,6 +11,11 @@ reports: the wall time, the loss evaluations (line-search trials included), the 
 objective evaluated on the final image downsampled to each size of the schedule, with the targets
 of that size (as the schedule's scales build them), one column per size. With ``--out`` both
 results are written as PNGs, with a side-by-side picture (``pair.png``) to look at.
+
+``--snapshots K ...`` adds a row for each variant after K iterations of its final size, from the
+same run: L-BFGS and Adam do not look ahead at the iteration limit, so the image after K
+iterations is the one a run with ``--iterations K`` would give (its wall time and evaluations are
+those up to that point). One long run then shows where the loss stands at several counts.
 """
 import argparse
 import contextlib
@@ -27,6 +32,7 @@ from minivgg.errors import UserError
 from minivgg.stylize.objective import at_scale, build_objective
 from minivgg.stylize.options import Options, validate
 from minivgg.stylize.prepare import prepare
+from minivgg.stylize import run as run_module
 from minivgg.stylize.run import Run, result_rgb
 from minivgg.stylize.schedule import make_schedule
 
@@ -49,18 +55,43 @@ def counting_evaluations():
         losses.Objective.value_and_grad = real
 
 
-def run_variant(opts):
-    """(rgb result at --size, seconds, evaluations, job) of one stylize run of ``opts``; the
-    evaluations as (count, final-size equivalents: each weighted by its pixels over the final
-    image's, a measure of the work that does not depend on the machine's load)."""
+@contextlib.contextmanager
+def snapshots_at(counts, calls, final_pixels):
+    """Record, inside the block, the result after each of ``counts`` iterations of the final
+    scale: yields a dict {count: (rgb, seconds since the block began, evaluations)}, the
+    evaluations as in run_variant (``calls`` is counting_evaluations' list)."""
+    taken, real, start = {}, Run.after_iteration, time.perf_counter()
+
+    def after(self, bar, p):
+        real(self, bar, p)
+        if self.scale == len(self.schedule.sizes) - 1 and self.opt.iteration in counts:
+            taken[self.opt.iteration] = (result_rgb(self.here, self.opts, self.current_x()),
+                                         time.perf_counter() - start,
+                                         (len(calls), sum(calls) / final_pixels))
+
+    run_module.Run.after_iteration = after
+    try:
+        yield taken
+    finally:
+        run_module.Run.after_iteration = real
+
+
+def run_variant(opts, counts=()):
+    """({iterations at the final size: (rgb result at --size, seconds, evaluations)}, job) of one
+    stylize run of ``opts``, with a snapshot after each of ``counts`` final-size iterations and
+    the result at the end; the evaluations as (count, final-size equivalents: each weighted by
+    its pixels over the final image's, a measure of the work that does not depend on the
+    machine's load)."""
     job = prepare(opts, api=True, say=lambda line: None)
-    with counting_evaluations() as calls:
+    pixels = job.content.shape[0] * job.content.shape[1]
+    with counting_evaluations() as calls, snapshots_at(set(counts), calls, pixels) as taken:
         start = time.perf_counter()
         run = Run(job, opts, say=lambda line: None)
         run.execute()
         seconds = time.perf_counter() - start
-    weighted = sum(calls) / (job.content.shape[0] * job.content.shape[1])
-    return result_rgb(run.here, opts, run.current_x()), seconds, (len(calls), weighted), run.job
+    taken[run.opt.iteration] = (result_rgb(run.here, opts, run.current_x()), seconds,
+                                (len(calls), sum(calls) / pixels))
+    return dict(sorted(taken.items())), run.job
 
 
 def multiscale_losses(rgb, job, opts, schedule):
@@ -95,16 +126,17 @@ def bench(args):
     rows = []
     variants = (("single-scale", options(args, single=True)), ("schedule", schedule_opts))
     for name, opts in [v for v in variants if v[0] in args.runs]:
-        rgb, seconds, evals, job = run_variant(opts)
+        taken, job = run_variant(opts, args.snapshots)
         sched = make_schedule(schedule_opts, job.content.shape[:2],
                               [s.shape[:2] for s in job.styles])
-        rows.append((name, opts, seconds, evals, multiscale_losses(rgb, job, opts, sched)))
+        for count, (rgb, seconds, evals) in taken.items():
+            rows.append((name, count, seconds, evals, multiscale_losses(rgb, job, opts, sched)))
+            print(f"{name} after {count}: {seconds:.1f} s, evaluations {evals}, losses "
+                  f"{rows[-1][4]}", file=sys.stderr, flush=True)   # kept if a later run fails
         if args.out:
             image.save_png(Path(args.out) / f"{name}.png", rgb)
-        print(f"{name}: {seconds:.1f} s, evaluations {evals}, losses {rows[-1][4]}",
-              file=sys.stderr, flush=True)                 # kept if a later run fails
     print_table(rows, schedule_opts)
-    if args.out and len(rows) == 2:
+    if args.out and {row[0] for row in rows} == {"single-scale", "schedule"}:
         side_by_side(Path(args.out))
 
 
@@ -115,9 +147,9 @@ def print_table(rows, schedule_opts):
     print("| run | iterations | wall s | evaluations | at final size | final-scale loss | "
           + " | ".join(f"loss at {s}" for s in sizes) + " |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in sizes) + " |")
-    for name, opts, seconds, evals, found in rows:
-        counts = (str(opts.iterations) if name == "single-scale" else
-                  f"{schedule_opts.coarse_iterations} x {len(sizes) - 1} + {opts.iterations}")
+    for name, count, seconds, evals, found in rows:
+        counts = (str(count) if name == "single-scale" else
+                  f"{schedule_opts.coarse_iterations} x {len(sizes) - 1} + {count}")
         print(f"| {name} | {counts} | {seconds:.1f} | {evals[0]} | {evals[1]:.1f} | "
               f"{found[sizes[-1]]:.5g} | "
               + " | ".join(f"{found[s]:.5g}" for s in sizes) + " |")
@@ -147,6 +179,8 @@ def parse_args(argv):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", help="folder for single-scale.png, schedule.png and pair.png")
+    p.add_argument("--snapshots", type=int, nargs="+", default=[], metavar="K",
+                   help="also report each run after K iterations of its final size")
     p.add_argument("--runs", type=lambda text: text.split(","), default=["single-scale", "schedule"],
                    help="which to run: single-scale,schedule (both)")
     return p.parse_args(argv)

@@ -10,7 +10,9 @@ tile minivgg.tile_plan.choose_tile picks (with L-BFGS's state for ``--lbfgs-hist
 configuration runs in a fresh Python, which reports the median of ``--repeats`` timed calls
 (after the targets are built; no warm-up: a big tiled call is its own warm-up) and its peak
 resident memory (VmHWM: the whole process, targets and Python included, what ``--max-memory``
-budgets). The first run also checks that the tiled loss equals the untiled one.
+budgets). That process also holds 2 x ``--lbfgs-history`` arrays of the image's size, filled, as
+L-BFGS's history in a real run (the plan counts them). The loss column lets you check that the
+tiled loss equals the untiled one.
 """
 import argparse
 import json
@@ -46,21 +48,24 @@ def _moments(tile):
     return lambda net, image, layers: tiled.tiled_moments(net, image, layers, tile=tile)
 
 
-def measure(size, tile, repeats):
-    """{seconds, loss, peak} of one configuration, in this process."""
+def measure(size, tile, repeats, history=0):
+    """{seconds, loss, peak} of one configuration, in this process, holding ``history`` pairs of
+    image-sized arrays as L-BFGS does (its s and y vectors)."""
     problem = tiled_problem(size, tile)
+    state = [common.np.ones_like(problem.x) for _ in range(2 * history)]   # pages touched
     times, loss = [], None
     for _ in range(repeats):
         start = time.perf_counter()
         loss = problem.objective.value_and_grad(problem.x)[0]
         times.append(time.perf_counter() - start)
+    del state
     return dict(seconds=statistics.median(times), loss=loss, peak=common.peak_rss_bytes())
 
 
-def in_fresh_process(size, tile, repeats):
+def in_fresh_process(size, tile, repeats, history):
     code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import json, "
             f"bench_tiled; print(json.dumps(bench_tiled.measure({tuple(size)!r}, {tile!r}, "
-            f"{repeats})))")
+            f"{repeats}, {history})))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if done.returncode:
         common.fail(f"the run at {size} px (tile {tile}) failed: {done.stderr.strip()[-300:]}")
@@ -91,12 +96,12 @@ def main(argv=None):
     for side in args.sizes:
         size, base = (side, side), None
         if not args.no_untiled:
-            base = in_fresh_process(size, None, args.repeats)
+            base = in_fresh_process(size, None, args.repeats, args.lbfgs_history)
             print(f"{side:>6} {'-':>8} {'-':>6} {base['seconds']:>8.2f} {1:>9.2f} "
                   f"{format_bytes(base['peak']):>10} {'':>10}  {base['loss']:.6g}")
         for text in args.budgets:
             tile, planned = chosen_tile(size, parse_memory(text), args.lbfgs_history)
-            got = in_fresh_process(size, tile, args.repeats)
+            got = in_fresh_process(size, tile, args.repeats, args.lbfgs_history)
             ratio = f"{got['seconds'] / base['seconds']:.2f}" if base else "-"
             print(f"{side:>6} {text:>8} {tile or '-':>6} {got['seconds']:>8.2f} {ratio:>9} "
                   f"{format_bytes(got['peak']):>10} {format_bytes(planned):>10}  "

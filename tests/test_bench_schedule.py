@@ -36,3 +36,25 @@ def test_a_bad_setting_is_one_sentence(tiny_mat, images, capsys):
                              "--weights", str(tiny_mat)])
     assert exc.value.code == 2
     assert capsys.readouterr().err.startswith("error: --start-size 64 is larger than --size 48")
+
+
+def table_rows(out):
+    """[(run, iterations, [cells after them])] of the printed table."""
+    return [(cells[0].strip(), cells[1].strip(), [c.strip() for c in cells[2:]])
+            for cells in (line.split("|")[1:-1] for line in out.splitlines())
+            if cells and cells[0].strip() in ("single-scale", "schedule")]
+
+
+def test_a_snapshot_is_the_run_that_stops_there(tiny_mat, images, capsys):
+    """The row after K final-size iterations of a longer run has the losses and evaluations of a
+    run with --iterations K: the optimisers do not look ahead at the limit."""
+    content, style = images
+    common = [str(content), str(style), "--size", "48", "--start-size", "24",
+              "--coarse-iterations", "2", "--weights", str(tiny_mat), "--runs", "schedule"]
+    bench_schedule.main(common + ["--iterations", "4", "--snapshots", "2", "3"])
+    long_run = table_rows(capsys.readouterr().out)
+    bench_schedule.main(common + ["--iterations", "2"])
+    short_run = table_rows(capsys.readouterr().out)
+    assert [row[1] for row in long_run] == ["2 x 2 + 2", "2 x 2 + 3", "2 x 2 + 4"]
+    (_, _, snapshot), (_, _, alone) = long_run[0], short_run[0]
+    assert snapshot[1:] == alone[1:]        # evaluations and every loss; not the wall time
