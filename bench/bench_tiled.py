@@ -5,8 +5,8 @@
 
 One iteration is common.py's (VGG-19 with random weights, Gram style on relu1_1..relu5_1, content
 on relu4_2, total variation). For each size: the untiled value_and_grad, then for each budget the
-tile minivgg.tile_plan.choose_tile picks (with L-BFGS's state for ``--lbfgs-history`` counted, as
-``stylize --max-memory`` does) and minivgg.tiled.TiledObjective's value_and_grad. Every
+tile minivgg.tile_plan.choose_tile picks (with L-BFGS's state for ``--lbfgs-history``, the
+interpreter and the images counted, as ``stylize --max-memory`` does) and minivgg.tiled.TiledObjective's value_and_grad. Every
 configuration runs in a fresh Python, which reports the median of ``--repeats`` timed calls
 (after the targets are built; no warm-up: a big tiled call is its own warm-up) and its peak
 resident memory (VmHWM: the whole process, targets and Python included, what ``--max-memory``
@@ -76,10 +76,11 @@ def chosen_tile(size, budget, history):
     net = common.build_network()
     options = dict(style_layers=common.STYLE_LAYERS, content_layers=common.CONTENT_LAYERS,
                    history=history)
-    tile, _ = tile_plan.choose_tile(net, size, max_memory=budget, **options)
-    planned = (tile_plan.plan_tiled(net, size, tile, **options) if tile else
-               common.plan.plan_iteration(net, size, **options))
-    return tile, planned.peak_bytes
+    held = tile_plan.held_bytes([size, size])   # the interpreter; content, x and the style
+    tile, _ = tile_plan.choose_tile(net, size, max_memory=budget, held=held, **options)
+    if tile:
+        return tile, tile_plan.plan_tiled(net, size, tile, held=held, **options).peak_bytes
+    return tile, held + common.plan.plan_iteration(net, size, **options).peak_bytes
 
 
 def main(argv=None):

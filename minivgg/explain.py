@@ -108,7 +108,9 @@ def explain_tiled_text(tiled, *, gflops=None, device="cpu"):
              "                                        a forward and backward",
              f"  FLOP, estimated                       {format_count(flop)}  "
              f"({flop / whole.flop:.2f}x untiled)",
-             f"  untiled peak memory estimate          {format_bytes(whole.peak_bytes)}",
+             f"  the program and its images            {format_bytes(tiled.held_bytes)}",
+             f"  untiled peak memory estimate          "
+             f"{format_bytes(tiled.held_bytes + whole.peak_bytes)}",
              f"  tiled peak memory estimate            {format_bytes(tiled.peak_bytes)}"]
     if gflops:
         lines.append(f"  estimated time per iteration          {flop / (gflops * 1e9):.2f} s")

@@ -1,11 +1,13 @@
 """Planning a tiled run: its memory, and the largest tile that fits a budget (``--max-memory``).
 
-Read this after plan.py and tiles.py. A tiled iteration (tiled.py) holds, besides what the whole
+Read this after plan.py and tiles.py. ``--max-memory`` budgets the whole process, so the plan
+also counts what plan.py leaves out: the interpreter with its libraries and the run's own images
+(``held_bytes``). A tiled iteration (tiled.py) holds, besides what the whole
 run holds (the weights, Winograd's kernels, the losses' targets, the optimiser's state, all
 planned on the whole image as plan.py does, and with --style-masks the masks at every style
 layer's resolution, held whole: a tile weights its owned positions by views of them), the image's
 gradient being summed, and at any moment either one tile's iteration or the total variation's:
-    peak = weights + kernels + targets + optimiser state + masks + gradient
+    peak = held + weights + kernels + targets + optimiser state + masks + gradient
            + max(iteration of the largest window + its crops of the loss layers, 3 images),
 the window's iteration being plan.py's own model of one untiled iteration on the window (which
 counts, a little generously, the window's own TV and image gradient too), the crops the copies of
@@ -19,6 +21,18 @@ from . import plan, tiles
 from .errors import UserError
 from .explain import format_bytes
 
+RUNTIME_BYTES = 64 * 2 ** 20
+"""The interpreter with NumPy, SciPy, Pillow, tqdm and minivgg imported: 51 MiB resident on
+Linux (measured, bench/README.md "Tiled evaluation"), rounded up."""
+
+
+def held_bytes(shapes, itemsize=4):
+    """What a run holds besides plan.py's arrays: RUNTIME_BYTES and its images at their working
+    shapes [(H, W) of the content, then of each style]: the content and the start image at the
+    first shape, each style at its own, 3 channels each."""
+    pixels = 2 * math.prod(shapes[0]) + sum(math.prod(shape) for shape in shapes[1:])
+    return RUNTIME_BYTES + 3 * pixels * itemsize
+
 
 @dataclass(frozen=True)
 class TiledPlan:
@@ -27,6 +41,7 @@ class TiledPlan:
     whole: plan.IterationPlan     # on the whole image: weights, kernels, targets, state
     window: plan.IterationPlan    # one untiled iteration on the largest window
     loss_layers: tuple            # the layers the losses read
+    held_bytes: int = 0           # held_bytes: the interpreter and the run's images
 
     @property
     def crop_bytes(self):
@@ -41,8 +56,8 @@ class TiledPlan:
     @property
     def peak_bytes(self):
         w = self.whole
-        return (w.weight_bytes + w.kernel_bytes + w.target_bytes + w.state_bytes
-                + w.mask_bytes + self.iteration_bytes)
+        return (self.held_bytes + w.weight_bytes + w.kernel_bytes + w.target_bytes
+                + w.state_bytes + w.mask_bytes + self.iteration_bytes)
 
 
 def loss_layers(options):
@@ -51,15 +66,16 @@ def loss_layers(options):
                                *options.get("content_layers", ())]))
 
 
-def plan_tiled(net, size, tile, *, whole=None, **options):
+def plan_tiled(net, size, tile, *, whole=None, held=0, **options):
     """The TiledPlan of ``tile`` px tiles on an image of ``size`` (H, W); options: those of
     plan.plan_iteration (style_layers, content_layers, history, device...). whole: the untiled
-    plan of ``size``, when the caller has it (it does not depend on the tile)."""
+    plan of ``size``, when the caller has it (it does not depend on the tile); held: held_bytes
+    of the run, or 0 to plan the arrays alone."""
     names = loss_layers(options)
     grid = tiles.layout(net.layers, names, size, tile)
     whole = whole or plan.plan_iteration(net, size, **options)
     return TiledPlan(grid, whole, plan.plan_iteration(net, grid.largest_window, **options),
-                     tuple(names))
+                     tuple(names), held)
 
 
 def stride(net, options):
@@ -67,7 +83,7 @@ def stride(net, options):
     return tiles.margins(net.layers, loss_layers(options)).stride
 
 
-def largest_tile_that_fits(net, size, budget, *, whole=None, **options):
+def largest_tile_that_fits(net, size, budget, *, whole=None, held=0, **options):
     """The largest tile whose TiledPlan's peak is within ``budget`` bytes; None when none fits.
 
     The candidates are the ``evened`` tiles that cut the longest side into 1, 2, 3, ... tiles:
@@ -78,7 +94,8 @@ def largest_tile_that_fits(net, size, budget, *, whole=None, **options):
     for count in range(1, math.ceil(longest / s) + 1):
         tile = evened(math.ceil(longest / count), size, s)
         if math.ceil(longest / tile) == count and \
-                plan_tiled(net, size, tile, whole=whole, **options).peak_bytes <= budget:
+                plan_tiled(net, size, tile, whole=whole, held=held,
+                           **options).peak_bytes <= budget:
             return tile
     return None
 
@@ -90,29 +107,31 @@ def evened(tile, size, stride):
     return math.ceil(math.ceil(max(size) / count) / stride) * stride
 
 
-def choose_tile(net, size, *, tile=None, max_memory=None, **options):
+def choose_tile(net, size, *, tile=None, max_memory=None, held=0, **options):
     """(tile or None for untiled, a sentence saying why or None) for an image of ``size``.
 
     tile: --tile, used as given. max_memory: --max-memory in bytes: untiled when one untiled
     iteration fits, else the largest tile that does; UserError when not even the smallest does.
+    held: held_bytes of the run, counted against max_memory with the plan.
     """
     if tile is not None:
         return tile, None
     if max_memory is None:
         return None, None
     whole = plan.plan_iteration(net, size, **options)
-    if whole.peak_bytes <= max_memory:
+    if held + whole.peak_bytes <= max_memory:
         return None, None
-    found = largest_tile_that_fits(net, size, max_memory, whole=whole, **options)
+    found = largest_tile_that_fits(net, size, max_memory, whole=whole, held=held, **options)
     h, w = size
     if found is None:
-        least = plan_tiled(net, size, stride(net, options), whole=whole, **options).peak_bytes
+        least = plan_tiled(net, size, stride(net, options), whole=whole, held=held,
+                           **options).peak_bytes
         raise UserError(f"--max-memory {format_bytes(max_memory)} is too small for a {w}x{h} "
                         f"image: even the smallest tiles need about {format_bytes(least)}; give "
                         f"--max-memory {math.ceil(least / 2 ** 20)}M or more, or a smaller --size")
-    tiled = plan_tiled(net, size, found, whole=whole, **options)
+    tiled = plan_tiled(net, size, found, whole=whole, held=held, **options)
     rows, cols = tiled.layout.grid
     return found, (f"one iteration at {w}x{h} needs about "
-                   f"{format_bytes(whole.peak_bytes)}, more "
+                   f"{format_bytes(held + whole.peak_bytes)}, more "
                    f"than --max-memory {format_bytes(max_memory)}: running tiled, {found} px "
                    f"tiles ({rows} x {cols}), about {format_bytes(tiled.peak_bytes)}")

@@ -88,6 +88,24 @@ def test_max_memory_chooses_the_largest_tile_that_fits():
     assert larger.peak_bytes > budget       # one tile fewer along the long side does not fit
 
 
+def test_the_budget_counts_the_program_and_its_images():
+    """--max-memory budgets the whole process: with the interpreter and the images held (here
+    a 1024x768 content and start image and a 512x512 style) the same budget takes smaller tiles,
+    and the plan's peak, with them, stays within it."""
+    size, shapes = (768, 1024), [(768, 1024), (512, 512)]
+    held = tile_plan.held_bytes(shapes)
+    assert held == tile_plan.RUNTIME_BYTES + 3 * 4 * (2 * 768 * 1024 + 512 * 512)
+    budget = plan.plan_iteration(LAYOUT, size, **OPTIONS).peak_bytes // 2
+    alone, _ = tile_plan.choose_tile(LAYOUT, size, max_memory=budget, **OPTIONS)
+    counted, _ = tile_plan.choose_tile(LAYOUT, size, max_memory=budget, held=held, **OPTIONS)
+    assert counted < alone
+    tiled = tile_plan.plan_tiled(LAYOUT, size, counted, held=held, **OPTIONS)
+    assert tiled.peak_bytes <= budget and tiled.held_bytes == held
+    untiled = plan.plan_iteration(LAYOUT, size, **OPTIONS).peak_bytes
+    assert tile_plan.choose_tile(LAYOUT, size, max_memory=untiled, held=held,
+                                 **OPTIONS)[0] is not None     # untiled no longer fits with them
+
+
 def test_the_tiled_peak_falls_with_the_tile():
     peaks = [tile_plan.plan_tiled(LAYOUT, (2048, 2048), t, **OPTIONS).peak_bytes
              for t in (1024, 512, 256, 128)]

@@ -229,6 +229,7 @@ def check_memory(opts, net, shapes, device, say=print):
     if opts.tile is not None or opts.max_memory is not None:
         tile, why = tile_plan.choose_tile(net, tuple(shapes[0]), tile=opts.tile,
                                           max_memory=opts.max_memory,
+                                          held=tile_plan.held_bytes(shapes),
                                           **plan_options(opts, device))
         if why:
             say(why)
@@ -246,7 +247,9 @@ def explain_plan(opts, job):
     from .. import tile_plan
     options, size = plan_options(opts, job.device), job.content.shape[:2]
     if job.tile:
-        return tile_plan.plan_tiled(job.net, size, job.tile, **options)
+        shapes = [size, *(rgb.shape[:2] for rgb in job.styles)]
+        return tile_plan.plan_tiled(job.net, size, job.tile, held=tile_plan.held_bytes(shapes),
+                                    **options)
     return plan.plan_iteration(job.net, size, **options)
 
 
