@@ -1,12 +1,16 @@
-"""bench/bench_schedule.py at a tiny size on the tiny net: both runs, the table, the pictures."""
+"""bench/bench_schedule.py at a tiny size on the tiny net: both runs, the table, the pictures;
+bench/adam_moments.py (--adam-moments): the carried Adam, the resized moments, the patches."""
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import ROOT
+from minivgg import optim
 
 sys.path.insert(0, str(ROOT / "bench"))
+import adam_moments  # noqa: E402
 import bench_schedule  # noqa: E402
 
 
@@ -58,3 +62,64 @@ def test_a_snapshot_is_the_run_that_stops_there(tiny_mat, images, capsys):
     assert [row[1] for row in long_run] == ["2 x 2 + 2", "2 x 2 + 3", "2 x 2 + 4"]
     (_, _, snapshot), (_, _, alone) = long_run[0], short_run[0]
     assert snapshot[1:] == alone[1:]        # evaluations and every loss; not the wall time
+
+
+
+def quadratic(shape, seed=0):
+    """f(x) = 1/2 sum a (x - c)^2 with a per-element a > 0: (fn, x0), fn(x) -> (loss, grad)."""
+    rng = np.random.default_rng(seed)
+    a, c = rng.uniform(0.5, 3.0, shape), rng.normal(0, 5.0, shape)
+    return (lambda x: (0.5 * float(np.sum(a * (x - c) ** 2)), a * (x - c)),
+            rng.normal(0, 5.0, shape))
+
+
+def test_a_carried_adam_takes_the_steps_adam_would_have_taken():
+    fn, x0 = quadratic((1, 3, 4, 5))
+    whole, first = optim.Adam(x0, fn, lr=0.3), optim.Adam(x0, fn, lr=0.3)
+    for _ in range(6):
+        whole.step()
+    for _ in range(3):
+        first.step()
+    after = {}
+    for steps_before in (3, 0):           # 0: the bias correction restarts: not Adam's steps
+        then = adam_moments.CarriedAdam(first.x, fn, m=first.m, v=first.v, lr=0.3,
+                                        steps_before=steps_before)
+        for _ in range(3):
+            then.step()
+        assert then.iteration == 3        # Run counts the scale's iterations with it
+        after[steps_before] = then.x
+    np.testing.assert_array_equal(after[3], whole.x)
+    assert np.abs(after[0] - whole.x).max() > 1e-3
+
+
+def test_a_resized_moment_is_neither_clipped_nor_negative():
+    rng = np.random.default_rng(0)
+    m = rng.normal(0, 400.0, (1, 3, 4, 5)).astype(np.float32)       # below 0 and above 255
+    v = np.zeros((1, 3, 4, 5), np.float32)
+    v[0, :, 1, 2] = 1e4                                               # a spike: cubic rings below 0
+    m2, v2 = adam_moments.resized_moment(m, (9, 7)), adam_moments.resized_moment(v, (9, 7))
+    assert m2.shape == v2.shape == (1, 3, 9, 7) and m2.dtype == np.float32
+    assert m2.min() < -255 and m2.max() > 255
+    assert v2.min() >= 0 and v2.max() > 0
+    cubic = Image.fromarray(v[0, 0]).resize((7, 9), Image.Resampling.BICUBIC)
+    assert np.asarray(cubic).min() < 0                                # what bilinear avoids
+    flat = adam_moments.resized_moment(np.full((1, 3, 4, 5), 2.5, np.float32), (9, 7))
+    np.testing.assert_allclose(flat, 2.5, rtol=1e-6)                  # weights sum to 1
+
+
+def test_rescale_scales_the_resized_moments_by_the_pixel_ratio():
+    fn, x0 = quadratic((1, 3, 4, 5))
+    before = optim.Adam(x0, fn, lr=0.3)
+    for _ in range(4):
+        before.step()
+    big_fn, big_x0 = quadratic((1, 3, 6, 8), seed=1)
+    fresh = optim.Adam(big_x0, big_fn, lr=0.3)
+    resized = adam_moments.carried(before, fresh, rescale=False)
+    rescaled = adam_moments.carried(before, fresh, rescale=True)
+    r = (4 * 5) / (6 * 8)
+    np.testing.assert_allclose(rescaled.m, r * resized.m, rtol=1e-6)
+    np.testing.assert_allclose(rescaled.v, r * r * resized.v, rtol=1e-6)
+    assert resized.steps_before == rescaled.steps_before == 4 and resized.iteration == 0
+    resized.step()
+    assert adam_moments.carried(resized, optim.Adam(x0, fn, lr=0.3),
+                                rescale=False).steps_before == 5    # counts over all scales
