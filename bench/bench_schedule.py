@@ -16,6 +16,10 @@ results are written as PNGs, with a side-by-side picture (``pair.png``) to look 
 same run: L-BFGS and Adam do not look ahead at the iteration limit, so the image after K
 iterations is the one a run with ``--iterations K`` would give (its wall time and evaluations are
 those up to that point). One long run then shows where the loss stands at several counts.
+
+``--adam-moments reset|resize|rescale`` (with ``--optimizer adam``) chooses what Adam's moment
+estimates do between scales: ``reset``, the program's own behaviour (nothing patched), or carried
+over, resized to the new image, and also rescaled to its pixel count (adam_moments.py).
 """
 import argparse
 import contextlib
@@ -30,11 +34,13 @@ import miniautograd as ag
 from minivgg import image, losses
 from minivgg.errors import UserError
 from minivgg.stylize.objective import at_scale, build_objective
-from minivgg.stylize.options import Options, validate
+from minivgg.stylize.options import DEFAULT_ADAM_LR, Options, validate
 from minivgg.stylize.prepare import prepare
 from minivgg.stylize import run as run_module
 from minivgg.stylize.run import Run, result_rgb
 from minivgg.stylize.schedule import make_schedule
+
+from adam_moments import MODES, carrying_moments
 
 
 @contextlib.contextmanager
@@ -76,15 +82,16 @@ def snapshots_at(counts, calls, final_pixels):
         run_module.Run.after_iteration = real
 
 
-def run_variant(opts, counts=()):
+def run_variant(opts, counts=(), *, moments="reset"):
     """({iterations at the final size: (rgb result at --size, seconds, evaluations)}, job) of one
     stylize run of ``opts``, with a snapshot after each of ``counts`` final-size iterations and
     the result at the end; the evaluations as (count, final-size equivalents: each weighted by
     its pixels over the final image's, a measure of the work that does not depend on the
-    machine's load)."""
+    machine's load). ``moments``: what Adam's moments do between scales (adam_moments.py)."""
     job = prepare(opts, api=True, say=lambda line: None)
     pixels = job.content.shape[0] * job.content.shape[1]
-    with counting_evaluations() as calls, snapshots_at(set(counts), calls, pixels) as taken:
+    with (carrying_moments(moments), counting_evaluations() as calls,
+          snapshots_at(set(counts), calls, pixels) as taken):
         start = time.perf_counter()
         run = Run(job, opts, say=lambda line: None)
         run.execute()
@@ -109,7 +116,7 @@ def options(args, *, single):
     """The validated Options of one variant (everything else at the program's defaults)."""
     common = dict(content=args.content, style=[args.style], size=args.size, weights=args.weights,
                   seed=args.seed, device=args.device, quiet=True,
-                  optimizer=args.optimizer or Options.optimizer)
+                  optimizer=args.optimizer or Options.optimizer, learning_rate=args.learning_rate)
     if single:
         return validate(Options(**common, iterations=args.single_iterations,
                                 start_size=args.size))
@@ -121,12 +128,13 @@ def options(args, *, single):
 def bench(args):
     """Run both variants; print the table; write the pictures with --out."""
     schedule_opts = options(args, single=False)
+    moments = moments_mode(args, schedule_opts)
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)    # before the first, long run
     rows = []
     variants = (("single-scale", options(args, single=True)), ("schedule", schedule_opts))
     for name, opts in [v for v in variants if v[0] in args.runs]:
-        taken, job = run_variant(opts, args.snapshots)
+        taken, job = run_variant(opts, args.snapshots, moments=moments)
         sched = make_schedule(schedule_opts, job.content.shape[:2],
                               [s.shape[:2] for s in job.styles])
         for count, (rgb, seconds, evals) in taken.items():
@@ -135,15 +143,27 @@ def bench(args):
                   f"{rows[-1][4]}", file=sys.stderr, flush=True)   # kept if a later run fails
         if args.out:
             image.save_png(Path(args.out) / f"{name}.png", rgb)
-    print_table(rows, schedule_opts)
+    print_table(rows, schedule_opts, moments)
     if args.out and {row[0] for row in rows} == {"single-scale", "schedule"}:
         side_by_side(Path(args.out))
 
 
-def print_table(rows, schedule_opts):
-    sizes = list(rows[0][4])
+def moments_mode(args, opts):
+    """The --adam-moments mode (reset when not given); refused without --optimizer adam."""
+    if args.adam_moments is not None and opts.optimizer != "adam":
+        raise UserError("--adam-moments applies to --optimizer adam only (L-BFGS restarts its "
+                        "history at each scale); drop it or add --optimizer adam")
+    return args.adam_moments or "reset"
+
+
+def print_table(rows, schedule_opts, moments):
+    sizes, o = list(rows[0][4]), schedule_opts
+    optimizer = f"--optimizer {o.optimizer}"
+    if o.optimizer == "adam":
+        lr = DEFAULT_ADAM_LR if o.learning_rate is None else o.learning_rate
+        optimizer += f", --learning-rate {lr:g}, --adam-moments {moments}"
     print(f"schedule: {', '.join(map(str, sizes))} px; --coarse-iterations "
-          f"{schedule_opts.coarse_iterations}, --iterations {schedule_opts.iterations}")
+          f"{o.coarse_iterations}, --iterations {o.iterations}; {optimizer}")
     print("| run | iterations | wall s | evaluations | at final size | final-scale loss | "
           + " | ".join(f"loss at {s}" for s in sizes) + " |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in sizes) + " |")
@@ -175,6 +195,10 @@ def parse_args(argv):
     p.add_argument("--coarse-iterations", type=int)
     p.add_argument("--average", type=float)
     p.add_argument("--optimizer")
+    p.add_argument("--learning-rate", type=float, help="Adam's step (the program's default)")
+    p.add_argument("--adam-moments", choices=MODES,
+                   help="Adam's moments at each new scale: reset (the program's, the default), "
+                        "resize, rescale (resized and scaled to the pixel count)")
     p.add_argument("--weights", default="random")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")

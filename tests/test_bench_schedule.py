@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT
-from minivgg import optim
+from minivgg import losses, optim
+from minivgg.stylize import objective, run as run_module
 
 sys.path.insert(0, str(ROOT / "bench"))
 import adam_moments  # noqa: E402
@@ -63,6 +64,60 @@ def test_a_snapshot_is_the_run_that_stops_there(tiny_mat, images, capsys):
     (_, _, snapshot), (_, _, alone) = long_run[0], short_run[0]
     assert snapshot[1:] == alone[1:]        # evaluations and every loss; not the wall time
 
+
+# -- --adam-moments: reset (the program), resize, rescale ---------------------------------------
+def adam_schedule_rows(content, style, tiny_mat, capsys, *flags):
+    """(header line, rows) of a tiny Adam schedule run (24, 34, 48 px) with ``flags``."""
+    bench_schedule.main([str(content), str(style), "--size", "48", "--start-size", "24",
+                         "--coarse-iterations", "3", "--iterations", "3", "--optimizer", "adam",
+                         "--weights", str(tiny_mat), "--runs", "schedule", *flags])
+    out = capsys.readouterr().out
+    return out.splitlines()[0], table_rows(out)
+
+
+def test_adam_moments_reset_is_the_program_and_the_others_differ(tiny_mat, images, capsys):
+    content, style = images
+    _, plain = adam_schedule_rows(content, style, tiny_mat, capsys)
+    found = {mode: adam_schedule_rows(content, style, tiny_mat, capsys, "--adam-moments", mode)
+             for mode in ("reset", "resize", "rescale")}
+    for mode, (header, _) in found.items():
+        assert header.endswith(f"; --optimizer adam, --learning-rate 10, --adam-moments {mode}")
+    losses_of = {mode: rows[0][2][4:] for mode, (_, rows) in found.items()}   # loss columns
+    assert found["reset"][1][0][2][1:] == plain[0][2][1:]   # all but the wall time: the same run
+    assert losses_of["resize"] != losses_of["reset"] != losses_of["rescale"]
+    assert losses_of["resize"] != losses_of["rescale"]
+
+
+def test_adam_moments_needs_adam(tiny_mat, images, capsys):
+    content, style = images
+    with pytest.raises(SystemExit) as exc:
+        bench_schedule.main([str(content), str(style), "--size", "48", "--start-size", "24",
+                             "--weights", str(tiny_mat), "--adam-moments", "resize"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --adam-moments applies to --optimizer adam only")
+    assert err.count("\n") == 1 and err.count(". ") == 0         # one sentence
+
+
+def instruments():
+    """What the bench patches while it runs, as found now."""
+    return (run_module.make_optimizer, run_module.Run.after_iteration,
+            losses.Objective.value_and_grad)
+
+
+def test_the_patches_are_undone_also_when_the_run_fails(tiny_mat, images, capsys, monkeypatch):
+    content, style = images
+    originals = instruments()
+    assert originals[0] is objective.make_optimizer
+    adam_schedule_rows(content, style, tiny_mat, capsys, "--adam-moments", "rescale")
+    assert instruments() == originals
+
+    def broken(a, shape):
+        raise RuntimeError("resize failed")
+    monkeypatch.setattr(adam_moments, "resized_moment", broken)   # fails entering the 2nd scale
+    with pytest.raises(RuntimeError, match="resize failed"):
+        adam_schedule_rows(content, style, tiny_mat, capsys, "--adam-moments", "resize")
+    assert instruments() == originals
 
 
 def quadratic(shape, seed=0):
