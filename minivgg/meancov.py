@@ -64,14 +64,6 @@ def meancov_target(mu, R):
     return MeanCovTarget(mu, root, trace, eps)
 
 
-def mean_and_covariance(F):
-    """(mu (N, C, 1), C_x (N, C, C)) Tensors of a response F (N, C, H, W) over its positions."""
-    N, C, H, W = F.shape
-    mu = ag.mean(ag.reshape(F, (N, C, H * W)), axis=2, keepdims=True)   # (N, C, H*W) -> (N, C, 1)
-    cov = ag.gram(F) / float(H * W) - mu @ ag.transpose(mu, (0, 2, 1))  # (N, C, C)
-    return mu, cov
-
-
 def meancov_layer_loss(F, target):
     """E_l = W2^2 / C, averaged over the N images: a scalar Tensor of F's dtype.
 

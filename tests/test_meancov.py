@@ -6,7 +6,7 @@ import pytest
 import miniautograd as ag
 import minivgg
 from minivgg import losses
-from minivgg.meancov import MEANCOV_EPS, mean_and_covariance, meancov_layer_loss, meancov_target
+from minivgg.meancov import MEANCOV_EPS, meancov_layer_loss, meancov_target
 from minivgg.stylize.__main__ import main
 from minivgg.stylize.options import DEFAULT_STYLE_WEIGHTS, Options, build_parser, validate
 from test_stylize_options import refused
@@ -75,14 +75,6 @@ def target_of(F):
     N, C, H, W = F.shape
     mu = F.reshape(N, C, H * W).mean(axis=2, keepdims=True)    # (N, C, H*W) -> (N, C, 1)
     return meancov_target(mu, losses.normalized_gram(ag.Tensor(F)).data)
-
-
-def test_mean_and_covariance_are_numpys():
-    F = np.random.default_rng(1).standard_normal((1, 3, 4, 5))
-    mu, cov = mean_and_covariance(ag.Tensor(F))
-    flat = F.reshape(3, 20)                                     # (1, C, H, W) -> (C, M)
-    np.testing.assert_allclose(mu.data[0, :, 0], flat.mean(axis=1), atol=1e-12)
-    np.testing.assert_allclose(cov.data[0], np.cov(flat, bias=True), atol=1e-12)
 
 
 def test_the_loss_is_zero_at_the_style_and_the_closed_form_for_diagonal_covariances():
