@@ -27,9 +27,10 @@ class Options:
     style: list = field(default_factory=list)   # one or more, same kinds as content
     output: object = None             # CLI default: <content stem>_stylized.png
     size: int = 512                   # longest side of the result, in pixels
-    # at the final size; 200 there and 100 at each coarser size cost about 59% of the 500
-    # single-scale iterations this replaced (bench/README.md, "Coarse to fine")
-    iterations: int = 200
+    # at the final size; 150 there and 100 at each coarser size cost about 49% of the 500
+    # single-scale iterations this replaced, within 2% of their loss at 256 and 512 px
+    # (bench/README.md, "Coarse to fine": measured, as the defaults were chosen)
+    iterations: int = 150
     start_size: int = None            # first scale's longest side; None: schedule.DEFAULT_START_SIZE
     scale_factor: float = DEFAULT_SCALE_FACTOR    # each scale's size over the previous one's
     coarse_iterations: int = DEFAULT_COARSE_ITERATIONS   # at each size before the final one
