@@ -31,17 +31,17 @@ class OfSavedPicture:
     else (``terms``, ``net``, ``layers``...) is the wrapped objective's, for in-range images.
     """
 
-    def __init__(self, objective, mean):
+    def __init__(self, objective, mean, *, to_device=lambda a: a):
         self.objective = objective
-        self.mean = np.asarray(mean, dtype=np.float32).reshape(1, 3, 1, 1)   # (3,) -> (1, 3, 1, 1)
+        mean = np.asarray(mean, dtype=np.float32).reshape(1, 3, 1, 1)      # (3,) -> (1, 3, 1, 1)
+        self.lo, self.hi = to_device(-mean), to_device(255.0 - mean)      # once, on x's device
 
     def __getattr__(self, name):
         return getattr(self.objective, name)
 
     def value_and_grad(self, x):
         """(total, gradient, terms) as the wrapped objective's, of clip(x); x (1, 3, H, W)."""
-        xp = ag.get_array_module(x)
-        lo, hi = (xp.asarray(v, dtype=x.dtype) for v in (-self.mean, 255.0 - self.mean))
+        xp, lo, hi = ag.get_array_module(x), self.lo, self.hi
         total, grad, terms = self.objective.value_and_grad(xp.clip(x, lo, hi))
         grad *= (x >= lo) & (x <= hi)                  # clip's derivative: 0 past the bounds
         return total, grad, terms
@@ -67,7 +67,7 @@ def build_objective(job, opts, to_device):
                                  style_loss=opts.style_loss,
                                  layer_loss=guided.guided_layer_loss if job.masks else None)
     objective = tiled.TiledObjective(objective, tile=tile) if tile else objective
-    return OfSavedPicture(objective, mean)
+    return OfSavedPicture(objective, mean, to_device=to_device)
 
 
 def guided_style(job, opts, styles, to_device, moments):
