@@ -92,7 +92,7 @@ def explain_tiled_text(tiled, *, gflops=None, device="cpu"):
     (h, w), (rows, cols) = layout.size, layout.grid
     rm, cm = layout.margins
     wh, ww = layout.largest_window
-    flop = whole.flop * layout.overhead * 1.5     # pass 2 forward + backward, pass 1 forward
+    flop = whole.flop * tiled.work * 1.5     # pass 2 forward + backward, pass 1 forward
     lines = ["The largest window's iteration (each tile's, at most):",
              explain_text(tiled.window, device=device), "",
              f"Tiled at {w}x{h}: {layout.tile} px tiles, a grid of {rows} x {cols} "
@@ -102,7 +102,10 @@ def explain_tiled_text(tiled, *, gflops=None, device="cpu"):
              f"    (the reach of {whole.deepest} beyond its {rm.stride} px cell; top and left "
              f"rounded up to {rm.stride} px)",
              f"  largest window                        {ww}x{wh}",
-             f"  pixels computed per pass              {layout.overhead:.2f}x the image's",
+             f"  pixels computed per pass              {layout.overhead:.2f}x the image's "
+             "at the input,",
+             f"  convolution work per pass             {tiled.work:.2f}x the image's (the "
+             "margins narrow layer by layer)",
              "  passes per iteration                  per tile a forward (the moments), then "
              "per tile",
              "                                        a forward and backward",

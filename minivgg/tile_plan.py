@@ -42,6 +42,7 @@ class TiledPlan:
     window: plan.IterationPlan    # one untiled iteration on the largest window
     loss_layers: tuple            # the layers the losses read
     held_bytes: int = 0           # held_bytes: the interpreter and the run's images
+    work: float = 1.0             # tiles.work_overhead: conv multiply-adds per pass over untiled
 
     @property
     def crop_bytes(self):
@@ -75,7 +76,7 @@ def plan_tiled(net, size, tile, *, whole=None, held=0, **options):
     grid = tiles.layout(net.layers, names, size, tile)
     whole = whole or plan.plan_iteration(net, size, **options)
     return TiledPlan(grid, whole, plan.plan_iteration(net, grid.largest_window, **options),
-                     tuple(names), held)
+                     tuple(names), held, tiles.work_overhead(net.layers, names, grid))
 
 
 def stride(net, options):

@@ -51,46 +51,66 @@ class Crop(ag.Function):
         return (gx,)
 
 
-def owned_span(start, end, window_start, length, stride, local_length):
-    """(first, last + 1) of the local positions, at a layer of ``stride``, that a tile owning
-    input pixels [start, end) of an axis of ``length`` owns in its window starting at
-    ``window_start``: those u with u*stride in [start, end); the last tile owns to the end."""
-    first = (start - window_start) // stride
-    last = local_length if end == length else (end - window_start) // stride
-    return first, last
-
-
-def owned_slices(tile, size, strides, local_shape):
-    """((r0, r1), (c0, c1)) of a tile's owned positions in a response of ``local_shape``
-    (N, C, h, w) computed on its window; strides: the layer's (rows, columns) Reach strides."""
-    (w0, _, v0, _), (h, w) = tile.window, local_shape[2:]
-    return (owned_span(tile.top, tile.bottom, w0, size[0], strides[0], h),
-            owned_span(tile.left, tile.right, v0, size[1], strides[1], w))
-
-
 class TileRunner:
-    """The network run on the windows of a Layout, giving the owned part of each layer."""
+    """The network run on the windows of a Layout, giving the owned part of each layer.
+
+    Each layer's output is cropped, as soon as it is made, to the span the tile still needs
+    (tiles.needed_spans): the margins shrink layer by layer, from the input's window to the
+    owned positions of the deepest loss layer, so the deep layers skip the border pixels that no
+    owned position depends on. ``origin`` follows, per axis, the global position of the cropped
+    array's first element: a layer of stride t maps it to origin / t (the spans keep it a
+    multiple of t), a crop moves it to the span's start."""
 
     def __init__(self, net, layers, layout):
         self.net, self.layers, self.layout = net, list(layers), layout
-        reaches = [tiles.layer_reaches(net.layers, axis=a) for a in (0, 1)]
-        self.strides = {name: (reaches[0][name].stride, reaches[1][name].stride)
-                        for name in self.layers}
+
+    def spans(self, tile):
+        """{name: ((a, b) rows, (a, b) columns)}: tiles.needed_spans of ``tile``, both axes."""
+        rows, cols = (tiles.needed_spans(self.net.layers, self.layers, self.layout.size[axis],
+                                         owned, axis=axis)
+                      for axis, owned in ((0, (tile.top, tile.bottom)),
+                                          (1, (tile.left, tile.right))))
+        return {name: (rows[name], cols[name]) for name in rows}
 
     def owned(self, tile, x, *, record=False):
-        """(window Tensor, {layer: the owned F_t}, {layer: its global (rows, cols) offset}).
-        x: the whole (N, 3, H, W) array; with ``record`` the window requires a gradient and
-        each F_t is a Crop node, else plain arrays."""
-        r0, r1, c0, c1 = tile.window
+        """(input Tensor, its (r0, r1, c0, c1) in x, {layer: the owned F_t}, {layer: its global
+        (row, col) offset}). x: the whole (N, 3, H, W) array; with ``record`` the input requires
+        a gradient and the crops are Crop nodes, else plain arrays."""
+        spans = self.spans(tile)
+        (r0, r1), (c0, c1) = spans["input"]
+        w = tile.window
+        if r0 < w[0] or r1 > w[1] or c0 < w[2] or c1 > w[3]:
+            raise ValueError(f"TileRunner: the tile needs input rows {r0}..{r1}, columns "
+                             f"{c0}..{c1}, outside its planned window {w}: the margins are short")
         xw = ag.Tensor(x[:, :, r0:r1, c0:c1], requires_grad=record)
-        out = self.net(xw, self.layers)
+        origin = [r0, c0]
+
+        def crop(spec, h):
+            if spec.kind in ("conv", "pool"):
+                origin[:] = [o // t for o, t in zip(origin, spec.stride)]
+            (a, b), (c, d) = spans[spec.name]
+            if [a, c] == origin and (b - a, d - c) == tuple(h.shape[2:]):
+                return h
+            if a < origin[0] or c < origin[1] or b > origin[0] + h.shape[2] \
+                    or d > origin[1] + h.shape[3]:
+                raise ValueError(f"TileRunner: {spec.name} needs positions {a}..{b} x {c}..{d}, "
+                                 f"beyond the computed {origin} + {h.shape[2:]}")
+            rows, cols = (a - origin[0], b - origin[0]), (c - origin[1], d - origin[1])
+            origin[:] = [a, c]
+            return Crop(rows, cols)(h) if record else ag.Tensor(Crop(rows, cols).forward(h.data))
+
+        out = self.net(xw, self.layers, after=crop)
         found, offsets = {}, {}
         for name in self.layers:
-            (sr, sc), F = self.strides[name], out[name]
-            rows, cols = owned_slices(tile, self.layout.size, (sr, sc), F.shape)
-            found[name] = Crop(rows, cols)(F) if record else Crop(rows, cols).forward(F.data)
-            offsets[name] = (r0 // sr + rows[0], c0 // sc + cols[0])
-        return xw, found, offsets
+            (a, _), (c, _) = spans[name]
+            rows, cols = (tiles.owned_positions(self.net.layers, name, self.layout.size[axis],
+                                                owned, axis=axis)
+                          for axis, owned in ((0, (tile.top, tile.bottom)),
+                                              (1, (tile.left, tile.right))))
+            local = ((rows[0] - a, rows[1] - a), (cols[0] - c, cols[1] - c))
+            found[name] = Crop(*local)(out[name]) if record else Crop(*local).forward(out[name].data)
+            offsets[name] = (rows[0], cols[0])
+        return xw, (r0, r1, c0, c1), found, offsets
 
 
 def region_masks(target):
@@ -126,7 +146,7 @@ def moment_sums(runner, image, masks=None):
     sums = {name: [None] * len(masks[name]) for name in runner.layers}
     weights = {name: [0.0] * len(masks[name]) for name in runner.layers}
     for t in runner.layout.tiles:
-        _, found, offsets = runner.owned(t, image)
+        _, _, found, offsets = runner.owned(t, image)
         for name, F in found.items():
             for r, mask in enumerate(masks[name]):
                 m = owned_mask(mask, offsets[name], F.shape)
@@ -152,7 +172,7 @@ def tiled_responses(net, image, layers, *, tile):
     grid = tiles.layout(net.layers, layers, image.shape[2:], tile)
     runner, pieces = TileRunner(net, layers, grid), {name: [] for name in layers}
     for t in grid.tiles:
-        _, found, offsets = runner.owned(t, image)
+        _, _, found, offsets = runner.owned(t, image)
         for name in layers:
             pieces[name].append((offsets[name], found[name]))
     return {name: _assemble(parts) for name, parts in pieces.items()}
@@ -255,10 +275,9 @@ class TiledObjective:
         tv.backward()
         grad, content, runner = xt.grad, 0.0, TileRunner(self.net, self.layers, grid)
         for t in grid.tiles:                                    # pass 2
-            xw, found, offsets = runner.owned(t, x, record=True)
+            xw, (r0, r1, c0, c1), found, offsets = runner.owned(t, x, record=True)
             S, content_t = self.surrogate(found, offsets, style_grads, weights)
             S.backward()
-            r0, r1, c0, c1 = t.window
             grad[:, :, r0:r1, c0:c1] += xw.grad
             content += float(ag.to_cpu(ag.as_tensor(content_t).data))
         parts = {"content": content, "style": style, "tv": tv.item()}

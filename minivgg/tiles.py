@@ -132,3 +132,92 @@ def layout(layers, loss_layers, size, tile):
     """The Layout of ``tile`` px tiles on an image of ``size`` (H, W) for ``loss_layers``."""
     m = (margins(layers, loss_layers, axis=0), margins(layers, loss_layers, axis=1))
     return Layout(tuple(size), tile, m, tuple(tile_grid(size, tile, *m)))
+
+
+def layer_lengths(layers, length, *, axis=0):
+    """{name: number of positions along ``axis``} of every layer of ``layers`` on an input of
+    ``length`` pixels: (n + pad_before + pad_after - k) // t + 1 at each conv and pool."""
+    n, found = length, {}
+    for spec in layers:
+        if spec.kind in ("conv", "pool"):
+            n = _output_length(spec, axis, n)
+        found[spec.name] = n
+    return found
+
+
+def needed_spans(layers, loss_layers, length, owned, *, axis=0):
+    """{name: (a, b)}: the positions [a, b) of each layer, and of the input (``"input"``), that
+    a tile owning input pixels ``owned`` = (t0, t1) of an axis of ``length`` must compute
+    exactly: its owned positions of the loss layers and all they depend on, and no more.
+
+    Walking back from the deepest loss layer, a conv or pool of kernel k, stride t and padding p
+    takes output positions [a, b) from its input's [a*t - p, (b - 1)*t - p + k), clipped to the
+    input's extent (beyond it is the network's own zero padding); a loss layer adds the
+    positions u it owns, u*s in [t0, t1) for its stride s (the last tile owns to the end). The
+    start is rounded down to a multiple of the next layer's stride, so that a cropped array still
+    meets the same 2x2 pooling blocks as the whole image. Each span lies inside the tile's
+    window, and the deeper the layer the narrower it is: cropping to it (tiled.TileRunner) skips
+    the margin's pixels that no owned position needs any more."""
+    upto = max(i for i, spec in enumerate(layers) if spec.name in loss_layers) + 1
+    lengths = layer_lengths(layers[:upto], length, axis=axis)
+    strides = layer_reaches(layers[:upto], axis=axis)
+    found, span = {}, None
+    for i in reversed(range(upto)):
+        spec = layers[i]
+        if spec.name in loss_layers:
+            mine = _owned(owned, length, strides[spec.name].stride, lengths[spec.name])
+            span = mine if span is None else (min(span[0], mine[0]), max(span[1], mine[1]))
+        found[spec.name] = span
+        n_in = lengths[layers[i - 1].name] if i else length
+        if spec.kind in ("conv", "pool"):
+            k, t, p = spec.kernel[axis], spec.stride[axis], spec.pad[2 * axis]
+            a, b = max(0, span[0] * t - p), min(n_in, (span[1] - 1) * t - p + k)
+            span = (a - a % t, b)
+    found["input"] = span
+    return found
+
+
+def _owned(owned, length, stride, positions):
+    """[u0, u1): the positions u of a layer of ``stride`` (and ``positions`` in all) with u*stride
+    in ``owned`` = [t0, t1) of an axis of ``length`` input pixels; the last tile owns to the end
+    (t0 and t1 are multiples of every loss layer's stride, but for t1 = length)."""
+    t0, t1 = owned
+    return t0 // stride, positions if t1 == length else t1 // stride
+
+
+def owned_positions(layers, name, length, owned, *, axis=0):
+    """[u0, u1): the positions of layer ``name`` that a tile owning input pixels ``owned`` =
+    (t0, t1) of an axis of ``length`` owns."""
+    upto = [spec.name for spec in layers].index(name) + 1
+    stride = layer_reaches(layers[:upto], axis=axis)[name].stride
+    return _owned(owned, length, stride, layer_lengths(layers[:upto], length, axis=axis)[name])
+
+
+def work_overhead(layers, loss_layers, layout):
+    """The convolutions' multiply-adds of one pass over the tiles of ``layout``, over those of
+    the whole image: each tile runs each conv on the span of its input that it keeps
+    (needed_spans), so the margins cost most at the shallow layers and little at the deep ones.
+    A conv of kernel (KH, KW, C, O) costs KH*KW*C*O per output position."""
+    upto = max(i for i, spec in enumerate(layers) if spec.name in loss_layers) + 1
+    convs = [spec for spec in layers[:upto] if spec.kind == "conv"]
+    whole = [layer_lengths(layers[:upto], n, axis=axis) for axis, n in enumerate(layout.size)]
+    per_position = {spec.name: math.prod(spec.kernel) for spec in convs}
+    untiled = sum(whole[0][c.name] * whole[1][c.name] * per_position[c.name] for c in convs)
+    tiled = 0
+    for t in layout.tiles:
+        rows, cols = (needed_spans(layers, loss_layers, layout.size[axis], owned, axis=axis)
+                      for axis, owned in ((0, (t.top, t.bottom)), (1, (t.left, t.right))))
+        before = "input"
+        for spec in layers[:upto]:
+            if spec.kind == "conv":
+                h, w = (_output_length(spec, axis, span[1] - span[0])
+                        for axis, span in ((0, rows[before]), (1, cols[before])))
+                tiled += h * w * per_position[spec.name]
+            before = spec.name
+    return tiled / untiled
+
+
+def _output_length(spec, axis, n):
+    """Positions along ``axis`` of a conv or pool's output on an input of ``n`` positions."""
+    k, t = spec.kernel[axis], spec.stride[axis]
+    return (n + spec.pad[2 * axis] + spec.pad[2 * axis + 1] - k) // t + 1

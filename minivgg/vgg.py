@@ -51,8 +51,10 @@ class VGG19:
     def __repr__(self):
         return f"VGG19(pooling={self.pooling!r}, source={self.source!r})"
 
-    def __call__(self, x, layers):
-        """{name: activation Tensor} for the requested layers, running only as deep as needed."""
+    def __call__(self, x, layers, *, after=None):
+        """{name: activation Tensor} for the requested layers, running only as deep as needed.
+        after: None, or a function (spec, h) -> h given each layer's output as it is made, whose
+        result goes on (tiled.py crops a tile's window to what the deeper layers still need)."""
         wanted = self.check_layers(layers)
         x = x if isinstance(x, ag.Tensor) else ag.Tensor(x)
         if x.ndim != 4 or x.shape[1] != self.layers[0].kernel[2]:
@@ -65,6 +67,8 @@ class VGG19:
             # needs only the mask, the convolution's only its W): one array fewer, no new pages
             inplace = before is not None and before.kind == "conv" and before.name not in wanted
             h = self.apply(spec, h, inplace=inplace)
+            if after is not None:
+                h = after(spec, h)
             if spec.name in wanted:
                 found[spec.name] = h
             before = spec

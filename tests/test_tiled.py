@@ -71,9 +71,53 @@ def test_every_pixel_is_owned_once_and_windows_are_aligned(size, tile):
     assert (owned == 1).all()
 
 
+def test_needed_spans_narrow_from_the_window_to_the_owned_positions():
+    """A middle tile owning pixels 320..640 of 1000: the input it needs is relu5_1's 70 px of
+    reach each side (inside its window, 240..710), relu5_1 exactly its owned positions 20..40,
+    and each layer's span, in input pixels, inside the span of the layer before it; pool inputs
+    start on an even position (the same 2x2 blocks as the whole image)."""
+    specs = vgg19_layer_specs()
+    layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1", "relu4_2"]
+    spans = tiles.needed_spans(specs, layers, 1000, (320, 640))
+    assert spans["input"] == (250, 710) and spans["relu5_1"] == (20, 40)
+    reaches, before = tiles.layer_reaches(specs), (250, 710)
+    for spec in specs[:[spec.name for spec in specs].index("relu5_1") + 1]:
+        a, b = spans[spec.name]
+        s = reaches[spec.name].stride
+        assert before[0] <= a * s and b * s <= before[1], spec.name
+        before = (a * s, b * s)
+        if spec.name in ("relu1_2", "relu2_2", "relu3_4", "relu4_4"):
+            assert a % 2 == 0, spec.name
+    assert spans["conv4_4"] == (38, 82)              # 304..656 px: 352 of the window's 470
+    last = tiles.needed_spans(specs, layers, 509, (496, 509))
+    assert last["relu5_1"] == (31, 32)               # the last tile owns to the end
+
+
 def test_a_tile_not_a_multiple_of_the_stride_is_refused():
     with pytest.raises(ValueError, match="multiple of 16"):
         tiles.layout(vgg19_layer_specs(), STYLE, (100, 100), 40)
+
+
+@pytest.mark.parametrize("tile", [96, 288])
+def test_work_overhead_counts_the_multiply_adds_a_pass_makes(monkeypatch, tile):
+    """tiles.work_overhead is what pass 1 really does: the convolutions' multiply-adds, counted
+    as the network runs on every tile, over those of one untiled forward (1 for a single tile)."""
+    net = small_net("avg")
+    x = np.random.default_rng(0).normal(0, 50, (1, 3, *SHAPE))
+    done, conv2d = [], ag.conv2d
+
+    def counted(h, W, *args, **kwargs):
+        y = conv2d(h, W, *args, **kwargs)
+        done.append(np.prod(y.shape) * np.prod(W.shape[1:]))
+        return y
+
+    monkeypatch.setattr(ag, "conv2d", counted)
+    net(ag.Tensor(x), STYLE)
+    untiled, done[:] = sum(done), []
+    layout = tiles.layout(net.layers, STYLE, SHAPE, tile)
+    tiled.moment_sums(tiled.TileRunner(net, STYLE, layout), x)
+    assert sum(done) / untiled == pytest.approx(tiles.work_overhead(net.layers, STYLE, layout))
+    assert (tile == 288) == (sum(done) == untiled)
 
 
 def test_crop_backward_passes_the_gradient_check():
@@ -134,10 +178,29 @@ def test_shallow_layers_tile_finely_and_exactly(tile):
     assert relative(gt, g) <= 1e-10
 
 
-def test_a_margin_one_stride_too_small_is_caught(monkeypatch):
-    """The exactness test can fail: with 16 px less margin each side the gradient is wrong."""
+def test_a_span_one_position_too_narrow_is_caught(monkeypatch):
+    """The exactness test can fail: if relu4_1 were computed one position short on the side of
+    every interior cut, conv4_2 would read the zero padding there instead of relu4_1's values."""
     obj, x = objective(small_net("avg"), SHAPE)
     L, g, _ = obj.value_and_grad(x)
+    exact = tiles.needed_spans
+
+    def narrow(layers, loss_layers, length, owned, *, axis=0):
+        found = exact(layers, loss_layers, length, owned, axis=axis)
+        a, b = found["relu4_1"]
+        found["relu4_1"] = (a + (a > 0), b)      # the start moved in where it is not the border
+        return found
+
+    monkeypatch.setattr(tiles, "needed_spans", narrow)
+    assert_interior_cuts(obj, x, 96)
+    _, gt, _ = tiled.TiledObjective(obj, tile=96).value_and_grad(x)
+    assert relative(gt, g) > 1e-6
+
+
+def test_a_margin_one_stride_too_small_is_refused(monkeypatch):
+    """A window planned with 16 px less margin each side cannot hold what a tile needs: the
+    runner says so rather than compute on a wrong window."""
+    obj, x = objective(small_net("avg"), SHAPE)
     exact = tiles.margins
 
     def short(layers, loss_layers, *, axis=0):
@@ -145,9 +208,8 @@ def test_a_margin_one_stride_too_small_is_caught(monkeypatch):
         return tiles.Margins(m.stride, m.before - 16, m.after - 16)
 
     monkeypatch.setattr(tiles, "margins", short)
-    assert_interior_cuts(obj, x, 96)
-    _, gt, _ = tiled.TiledObjective(obj, tile=96).value_and_grad(x)
-    assert relative(gt, g) > 1e-6
+    with pytest.raises(ValueError, match="margins are short"):
+        tiled.TiledObjective(obj, tile=96).value_and_grad(x)
 
 
 @pytest.mark.parametrize("pooling,tile", [("avg", 128), ("max", 256)])
