@@ -51,23 +51,51 @@ class Crop(ag.Function):
         return (gx,)
 
 
+def crop(h, rows, cols, *, record):
+    """h (a Tensor) cut to local ``rows`` and ``cols`` (start, end): a Crop node when recording,
+    else a Tensor on a copy."""
+    return Crop(rows, cols)(h) if record else ag.Tensor(Crop(rows, cols).forward(h.data))
+
+
+class SpanCrops:
+    """VGG19's ``after``: each layer's output cut to its span (tiles.needed_spans), as it is made.
+
+    ``origin`` follows, per axis, the global position of the current array's first element: a
+    layer of stride t maps it to origin / t (the spans keep it a multiple of t), a crop moves it
+    to the span's start. A span beyond what was computed is a planning error (ValueError)."""
+
+    def __init__(self, spans, origin, *, record):
+        self.spans, self.origin, self.record = spans, list(origin), record
+
+    def __call__(self, spec, h):
+        if spec.kind in ("conv", "pool"):
+            self.origin = [o // t for o, t in zip(self.origin, spec.stride)]
+        (a, b), (c, d) = self.spans[spec.name]
+        (r, s), (n, m) = self.origin, h.shape[2:]
+        if (a, c, b - a, d - c) == (r, s, n, m):
+            return h
+        if a < r or c < s or b > r + n or d > s + m:
+            raise ValueError(f"TileRunner: {spec.name} needs positions {a}..{b} x {c}..{d}, "
+                             f"beyond the {n} x {m} computed from ({r}, {s})")
+        self.origin = [a, c]
+        return crop(h, (a - r, b - r), (c - s, d - s), record=self.record)
+
+
 class TileRunner:
     """The network run on the windows of a Layout, giving the owned part of each layer.
 
     Each layer's output is cropped, as soon as it is made, to the span the tile still needs
-    (tiles.needed_spans): the margins shrink layer by layer, from the input's window to the
-    owned positions of the deepest loss layer, so the deep layers skip the border pixels that no
-    owned position depends on. ``origin`` follows, per axis, the global position of the cropped
-    array's first element: a layer of stride t maps it to origin / t (the spans keep it a
-    multiple of t), a crop moves it to the span's start."""
+    (``SpanCrops``): the margins shrink layer by layer, from the input's window to the owned
+    positions of the deepest loss layer, so the deep layers skip the border pixels that no owned
+    position depends on."""
 
     def __init__(self, net, layers, layout):
         self.net, self.layers, self.layout = net, list(layers), layout
 
-    def spans(self, tile):
-        """{name: ((a, b) rows, (a, b) columns)}: tiles.needed_spans of ``tile``, both axes."""
-        rows, cols = (tiles.needed_spans(self.net.layers, self.layers, self.layout.size[axis],
-                                         owned, axis=axis)
+    def per_axis(self, find, tile):
+        """{name: (rows, columns)} for ``tile`` from ``find(layers, loss layers, length, owned,
+        axis=)``, a function of tiles.py giving {name: (start, end)} along one axis."""
+        rows, cols = (find(self.net.layers, self.layers, self.layout.size[axis], owned, axis=axis)
                       for axis, owned in ((0, (tile.top, tile.bottom)),
                                           (1, (tile.left, tile.right))))
         return {name: (rows[name], cols[name]) for name in rows}
@@ -75,42 +103,23 @@ class TileRunner:
     def owned(self, tile, x, *, record=False):
         """(input Tensor, its (r0, r1, c0, c1) in x, {layer: the owned F_t}, {layer: its global
         (row, col) offset}). x: the whole (N, 3, H, W) array; with ``record`` the input requires
-        a gradient and the crops are Crop nodes, else plain arrays."""
-        spans = self.spans(tile)
+        a gradient and the crops are Crop nodes, else the F_t are plain arrays."""
+        spans = self.per_axis(tiles.needed_spans, tile)
         (r0, r1), (c0, c1) = spans["input"]
         w = tile.window
         if r0 < w[0] or r1 > w[1] or c0 < w[2] or c1 > w[3]:
             raise ValueError(f"TileRunner: the tile needs input rows {r0}..{r1}, columns "
                              f"{c0}..{c1}, outside its planned window {w}: the margins are short")
         xw = ag.Tensor(x[:, :, r0:r1, c0:c1], requires_grad=record)
-        origin = [r0, c0]
-
-        def crop(spec, h):
-            if spec.kind in ("conv", "pool"):
-                origin[:] = [o // t for o, t in zip(origin, spec.stride)]
-            (a, b), (c, d) = spans[spec.name]
-            if [a, c] == origin and (b - a, d - c) == tuple(h.shape[2:]):
-                return h
-            if a < origin[0] or c < origin[1] or b > origin[0] + h.shape[2] \
-                    or d > origin[1] + h.shape[3]:
-                raise ValueError(f"TileRunner: {spec.name} needs positions {a}..{b} x {c}..{d}, "
-                                 f"beyond the computed {origin} + {h.shape[2:]}")
-            rows, cols = (a - origin[0], b - origin[0]), (c - origin[1], d - origin[1])
-            origin[:] = [a, c]
-            return Crop(rows, cols)(h) if record else ag.Tensor(Crop(rows, cols).forward(h.data))
-
-        out = self.net(xw, self.layers, after=crop)
-        found, offsets = {}, {}
+        out = self.net(xw, self.layers, after=SpanCrops(spans, (r0, c0), record=record))
+        owned = self.per_axis(tiles.owned_spans, tile)
+        found = {}
         for name in self.layers:
-            (a, _), (c, _) = spans[name]
-            rows, cols = (tiles.owned_positions(self.net.layers, name, self.layout.size[axis],
-                                                owned, axis=axis)
-                          for axis, owned in ((0, (tile.top, tile.bottom)),
-                                              (1, (tile.left, tile.right))))
-            local = ((rows[0] - a, rows[1] - a), (cols[0] - c, cols[1] - c))
-            found[name] = Crop(*local)(out[name]) if record else Crop(*local).forward(out[name].data)
-            offsets[name] = (rows[0], cols[0])
-        return xw, (r0, r1, c0, c1), found, offsets
+            ((u0, u1), (v0, v1)), ((a, _), (c, _)) = owned[name], spans[name]
+            F = crop(out[name], (u0 - a, u1 - a), (v0 - c, v1 - c), record=record)
+            found[name] = F if record else F.data
+        return xw, (r0, r1, c0, c1), found, {name: (rows[0], cols[0])
+                                             for name, (rows, cols) in owned.items()}
 
 
 def region_masks(target):

@@ -185,12 +185,12 @@ def _owned(owned, length, stride, positions):
     return t0 // stride, positions if t1 == length else t1 // stride
 
 
-def owned_positions(layers, name, length, owned, *, axis=0):
-    """[u0, u1): the positions of layer ``name`` that a tile owning input pixels ``owned`` =
-    (t0, t1) of an axis of ``length`` owns."""
-    upto = [spec.name for spec in layers].index(name) + 1
-    stride = layer_reaches(layers[:upto], axis=axis)[name].stride
-    return _owned(owned, length, stride, layer_lengths(layers[:upto], length, axis=axis)[name])
+def owned_spans(layers, loss_layers, length, owned, *, axis=0):
+    """{name: [u0, u1)}: the positions of each of ``loss_layers`` that a tile owning input pixels
+    ``owned`` = (t0, t1) of an axis of ``length`` owns."""
+    reaches, lengths = layer_reaches(layers, axis=axis), layer_lengths(layers, length, axis=axis)
+    return {name: _owned(owned, length, reaches[name].stride, lengths[name])
+            for name in loss_layers}
 
 
 def work_overhead(layers, loss_layers, layout):
