@@ -24,6 +24,11 @@ with margin_before = the largest reach before of the loss layers, rounded up to 
 margin_after = the largest reach after. Every owned position's dependencies then lie inside the
 window, or beyond the image's true border where the window has the network's own zero padding:
 its value (and its derivative with respect to the window) is the whole image's, exactly.
+
+Spans. The window is what the input needs; deeper layers need less. ``needed_spans`` gives, per
+layer, the positions a tile's owned positions still depend on (the margins narrowing layer by
+layer down to the owned positions of the deepest loss layer); tiled.py crops each layer's output
+to its span, and ``work_overhead`` counts the convolutions' work that leaves.
 """
 import math
 from dataclasses import dataclass
