@@ -15,7 +15,9 @@ with minivgg run by run; its loss and gradient are checked against ours before t
 
 Peak memory on the CPU: each (engine, size) runs once more in a fresh subprocess, which reports
 the growth of its resident memory (VmHWM, reset just before the iteration, minus VmRSS) during
-one iteration; minivgg.plan's estimate of the same is printed beside it. On the GPU: the growth
+one iteration; minivgg.plan's estimate of the same is printed beside it. That process leaves
+glibc's default for freed memory whatever --release-memory says: with freed memory kept, the
+iteration would reuse what building the targets freed, and its growth would hide it. On the GPU: the growth
 of CuPy's memory pool, and PyTorch's max_memory_allocated.
 """
 import argparse
@@ -307,6 +309,7 @@ def parse_args(argv):
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     p.add_argument("--no-lbfgs", action="store_true", help="skip the L-BFGS step timing")
     p.add_argument("--seed", type=int, default=0, help="weights and images (default: 0)")
+    common.add_release_memory(p)
     p.add_argument("--memory-worker", choices=["minivgg", "torch"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.repeats < 1 or min(args.sizes) < 1:
@@ -322,9 +325,10 @@ def main(argv=None):
     if args.memory_worker:
         return memory_worker(args)
     xp = common.device_module(args.device)
+    memory_line = common.freed_memory(args.release_memory)
     torch = import_torch(args.device, tf32=args.tf32) if args.compare else None
     rate = common.matmul_rate(xp)
-    print("\n".join(common.machine_lines(args.device, xp)))
+    print("\n".join(common.machine_lines(args.device, xp) + [memory_line]))
     if torch is not None:
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     precision = f"; precision: {'TF32' if args.tf32 else 'strict float32'}" if xp is not np else ""

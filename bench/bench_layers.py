@@ -158,6 +158,7 @@ def parse_args(argv):
     p.add_argument("--deepest", default=common.DEEPEST, help="last layer (default: relu5_1)")
     p.add_argument("--pooling", choices=["avg", "max"], default="avg")
     p.add_argument("--seed", type=int, default=0, help="random weights (default: 0)")
+    common.add_release_memory(p)
     args = p.parse_args(argv)
     if args.repeats < 1 or args.size < 1:
         p.error("--repeats and --size must be at least 1")
@@ -170,8 +171,9 @@ def main(argv=None):
     net = common.build_network(device=args.device, seed=args.seed, pooling=args.pooling)
     if args.deepest not in net.layer_names:
         common.fail(f"there is no layer {args.deepest!r}; use one of {', '.join(net.layer_names)}")
+    memory_line = common.freed_memory(args.release_memory)
     RATE[0] = common.matmul_rate(xp)
-    print("\n".join(common.machine_lines(args.device, xp)))
+    print("\n".join(common.machine_lines(args.device, xp) + [memory_line]))
     print(f"float32 matmul rate: {RATE[0]:.1f} GFLOP/s; input {args.size}x{args.size}, batch 1, "
           f"{args.pooling} pooling\n")
     head = f"{'GFLOP/s':>8}{'of mm':>7}{'outside':>8}{'GB/s':>7}"

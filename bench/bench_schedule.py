@@ -40,6 +40,7 @@ from minivgg.stylize import run as run_module
 from minivgg.stylize.run import Run, result_rgb
 from minivgg.stylize.schedule import make_schedule
 
+import common
 from adam_moments import MODES, carrying_moments
 
 
@@ -127,6 +128,7 @@ def options(args, *, single):
 
 def bench(args):
     """Run both variants; print the table; write the pictures with --out."""
+    print(common.freed_memory(args.release_memory), flush=True)
     schedule_opts = options(args, single=False)
     moments = moments_mode(args, schedule_opts)
     if args.out:
@@ -207,6 +209,7 @@ def parse_args(argv):
                    help="also report each run after K iterations of its final size")
     p.add_argument("--runs", type=lambda text: text.split(","), default=["single-scale", "schedule"],
                    help="which to run: single-scale,schedule (both)")
+    common.add_release_memory(p)
     return p.parse_args(argv)
 
 

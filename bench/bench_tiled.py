@@ -48,9 +48,11 @@ def _moments(tile):
     return lambda net, image, layers: tiled.tiled_moments(net, image, layers, tile=tile)
 
 
-def measure(size, tile, repeats, history=0):
+def measure(size, tile, repeats, history=0, release=False):
     """{seconds, loss, peak} of one configuration, in this process, holding ``history`` pairs of
-    image-sized arrays as L-BFGS does (its s and y vectors)."""
+    image-sized arrays as L-BFGS does (its s and y vectors); freed memory kept unless
+    ``release`` (common.freed_memory)."""
+    common.freed_memory(release)
     problem = tiled_problem(size, tile)
     state = [common.np.ones_like(problem.x) for _ in range(2 * history)]   # pages touched
     times, loss = [], None
@@ -62,10 +64,10 @@ def measure(size, tile, repeats, history=0):
     return dict(seconds=statistics.median(times), loss=loss, peak=common.peak_rss_bytes())
 
 
-def in_fresh_process(size, tile, repeats, history):
+def in_fresh_process(size, tile, repeats, history, release):
     code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import json, "
             f"bench_tiled; print(json.dumps(bench_tiled.measure({tuple(size)!r}, {tile!r}, "
-            f"{repeats}, {history})))")
+            f"{repeats}, {history}, {release})))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if done.returncode:
         common.fail(f"the run at {size} px (tile {tile}) failed: {done.stderr.strip()[-300:]}")
@@ -90,19 +92,23 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--lbfgs-history", type=int, default=10)
     p.add_argument("--no-untiled", action="store_true", help="skip the untiled runs")
+    common.add_release_memory(p)
     args = p.parse_args(argv)
-    print("\n".join(common.machine_lines("cpu", common.np)))
+    print("\n".join(common.machine_lines("cpu", common.np)
+                    + [common.freed_memory(args.release_memory)]))
     print(f"{'size':>6} {'budget':>8} {'tile':>6} {'s/iter':>8} {'x untiled':>9} "
           f"{'peak RSS':>10} {'plan':>10}  loss")
     for side in args.sizes:
         size, base = (side, side), None
         if not args.no_untiled:
-            base = in_fresh_process(size, None, args.repeats, args.lbfgs_history)
+            base = in_fresh_process(size, None, args.repeats, args.lbfgs_history,
+                                    args.release_memory)
             print(f"{side:>6} {'-':>8} {'-':>6} {base['seconds']:>8.2f} {1:>9.2f} "
                   f"{format_bytes(base['peak']):>10} {'':>10}  {base['loss']:.6g}")
         for text in args.budgets:
             tile, planned = chosen_tile(size, parse_memory(text), args.lbfgs_history)
-            got = in_fresh_process(size, tile, args.repeats, args.lbfgs_history)
+            got = in_fresh_process(size, tile, args.repeats, args.lbfgs_history,
+                                   args.release_memory)
             ratio = f"{got['seconds'] / base['seconds']:.2f}" if base else "-"
             print(f"{side:>6} {text:>8} {tile or '-':>6} {got['seconds']:>8.2f} {ratio:>9} "
                   f"{format_bytes(got['peak']):>10} {format_bytes(planned):>10}  "

@@ -200,6 +200,24 @@ def machine_lines(device, xp):
     return lines
 
 
+def freed_memory(release):
+    """Handle freed memory as ``python -m minivgg.stylize`` does (machine.keep_freed_memory),
+    or, with ``release`` (the scripts' --release-memory), leave glibc's default; a line saying
+    which, for the report."""
+    if release:
+        return "freed memory: returned to the system (glibc's default, --release-memory)"
+    if machine.keep_freed_memory():
+        return "freed memory: kept for reuse (machine.keep_freed_memory, as the program does)"
+    return "freed memory: the C library's default (not glibc: nothing to set)"
+
+
+def add_release_memory(parser):
+    """The scripts' --release-memory flag (see freed_memory)."""
+    parser.add_argument("--release-memory", action="store_true",
+                        help="leave glibc's default: return freed arrays to the system, as "
+                             "before machine.keep_freed_memory (for comparison)")
+
+
 def matmul_rate(xp):
     """The machine's float32 matmul rate in GFLOP/s (n = 1024 on the CPU, 4096 on the GPU)."""
     return machine.measure_matmul_gflops(xp, repeats=5)

@@ -3,10 +3,13 @@
 Used by ``--explain`` (the time estimate, :func:`measure_matmul_gflops`), by the memory check
 before a real run (:func:`ram_free_bytes`, :func:`gpu_free_bytes`, which device.py chooses
 between) and by bench/. It relies on NumPy, the standard library (``/proc/meminfo``, a cgroup v2
-folder, ``os.sysconf``) and, only for the GPU, the cupy module it is given. Nothing here knows
-about VGG (plan.py holds the cost model) or about device names (device.py translates them).
+folder, ``os.sysconf``, ``ctypes`` for the C library's malloc) and, only for the GPU, the cupy
+module it is given. Nothing here knows about VGG (plan.py holds the cost model) or about device
+names (device.py translates them).
 """
+import ctypes
 import os
+import platform
 import time
 
 import numpy as np
@@ -81,3 +84,32 @@ def cgroup_free(folder="/sys/fs/cgroup"):
     except (OSError, ValueError):
         return None
     return None if limit == "max" else max(int(limit) - used, 0)
+
+
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4      # glibc's <malloc.h> mallopt parameters
+
+
+def keep_freed_memory():
+    """Ask glibc's malloc to keep the memory of freed arrays for the next ones; True if it did.
+
+    By default glibc gives every large array (over 128 KiB, or up to 32 MiB as its threshold
+    adapts) pages of its own (mmap) and returns them to the system when the array is freed. An
+    iteration allocates and frees the same large arrays every time, so each one comes back as
+    fresh pages that the kernel zeroes and maps one fault at a time: about 26,000 page faults per
+    512 x 384 iteration, and a fifth of the time at 512 px, a third at 1024 px (bench/README.md,
+    "freed memory kept for reuse"). With
+    mallopt(M_MMAP_MAX, 0) every array comes from the heap, and with the trim threshold at its
+    largest the heap keeps what is freed, so the next iteration reuses pages already mapped.
+    The price: the process stays at its peak resident memory between iterations, and the heap's
+    fragmentation adds to that peak (1.73 -> 1.85 GiB at 1024 x 768; 8.7 -> 9.7 GiB at 2048 px
+    untiled; tiled runs, whose arrays are small, stayed within their --max-memory).
+
+    A setting of the whole process, made once by a program that owns it (``python -m
+    minivgg.stylize``, bench/): importing minivgg never calls it. False, changing nothing, where
+    the C library is not glibc.
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    mallopt = ctypes.CDLL(None).mallopt
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1))

@@ -1,5 +1,10 @@
 """minivgg/device.py, the one translation of a device name, and what machine.py measures: the
 float32 matmul rate and the free RAM or GPU memory."""
+import os
+import platform
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -63,3 +68,51 @@ def test_gpu_rate_and_memory():
     gpu = Device("gpu")
     assert gpu.free_bytes() > 0 and gpu.array_module() is ag.require_gpu()
     assert M.measure_matmul_gflops(gpu.array_module(), n=512, repeats=3) > 0
+
+
+
+REALLOCATION = """
+import resource, sys
+import numpy as np
+import minivgg.stylize
+from minivgg import machine
+kept = machine.keep_freed_memory() if sys.argv[1] == "keep" else None
+a = np.ones(2 ** 24, dtype=np.float32)             # 64 MiB: pages of its own by default
+del a
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+a = np.ones(2 ** 24, dtype=np.float32)             # the same size again, every page written
+print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def reallocation_faults(mode):
+    """(what keep_freed_memory returned, or None; page faults writing a 64 MiB array again)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    out = subprocess.run([sys.executable, "-c", REALLOCATION, mode], capture_output=True,
+                         text=True, check=True, env=env).stdout.split()
+    return out[0], int(out[1])
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_keep_freed_memory_reuses_the_pages_of_a_freed_array():
+    """64 MiB written afresh need at least 32 page faults (2 MiB pages; 16,384 of 4 KiB): as
+    glibc does by default, even after importing minivgg; with keep_freed_memory the freed
+    array's pages are reused, and writing its successor faults (almost) none."""
+    assert reallocation_faults("import")[1] >= 32
+    kept, faults = reallocation_faults("keep")
+    assert kept == "True" and faults < 16
+
+
+def test_the_program_keeps_freed_memory_and_its_main_function_does_not():
+    """``python -m minivgg.stylize`` calls machine.keep_freed_memory first; main(), which the
+    tests and Python callers use, does not (the process is theirs)."""
+    code = ("import runpy, sys\nfrom minivgg import machine\n"
+            "machine.keep_freed_memory = lambda: print('KEEP_FREED_MEMORY_CALLED')\n"
+            "from minivgg.stylize.__main__ import main\nmain(['--help'])\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0 and "KEEP_FREED_MEMORY_CALLED" not in run.stdout
+    code = code.replace("from minivgg.stylize.__main__ import main\nmain(['--help'])\n",
+                        "sys.argv = ['stylize', '--help']\n"
+                        "runpy.run_module('minivgg.stylize', run_name='__main__')\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.startswith("KEEP_FREED_MEMORY_CALLED\n")
