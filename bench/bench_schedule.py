@@ -128,9 +128,9 @@ def options(args, *, single):
 
 def bench(args):
     """Run both variants; print the table; write the pictures with --out."""
-    print(common.freed_memory(args.release_memory), flush=True)
     schedule_opts = options(args, single=False)
     moments = moments_mode(args, schedule_opts)
+    print(common.freed_memory(args.release_memory), file=sys.stderr, flush=True)
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)    # before the first, long run
     rows = []
