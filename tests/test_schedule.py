@@ -56,6 +56,18 @@ def test_default_start_and_single_scale(options, sizes):
     assert make_schedule(opts, (opts.size, opts.size), [(64, 64)]).sizes == sizes
 
 
+@pytest.mark.parametrize("options, iterations", [
+    (dict(size=512), 150),                             # up to 512 px: 150 at the final size
+    (dict(size=1024), 75),                             # above, after coarser sizes: 150 * 512 / size
+    (dict(size=724), 106),
+    (dict(size=1024, start_size=1024), 150),           # a single scale keeps 150
+    (dict(size=1024, coarse_iterations=0), 150),
+    (dict(size=1024, iterations=40), 40),              # given: used as it is
+])
+def test_default_iterations_at_the_final_size(options, iterations):
+    assert validate(Options(content="c", style=["s"], **options)).iterations == iterations
+
+
 # -- the iterate average ----------------------------------------------------------------------------
 def test_average_is_the_bias_corrected_moving_average():
     points = [np.full(3, v) for v in (4.0, 1.0, 7.0)]

@@ -16,7 +16,8 @@ from ..vgg import check_layer_names, check_pooling
 from .checks import check_choice, check_number, flag, name_list, number_list
 from .mask_options import add_mask_options, check_mask_options
 from .memory_options import add_memory_options, check_memory_options
-from .schedule import DEFAULT_COARSE_ITERATIONS, DEFAULT_SCALE_FACTOR
+from .schedule import (DEFAULT_COARSE_ITERATIONS, DEFAULT_ITERATIONS, DEFAULT_SCALE_FACTOR,
+                       FULL_ITERATIONS_UP_TO, default_iterations)
 from .schedule_options import add_schedule_options, check_schedule_options
 
 
@@ -27,10 +28,9 @@ class Options:
     style: list = field(default_factory=list)   # one or more, same kinds as content
     output: object = None             # CLI default: <content stem>_stylized.png
     size: int = 512                   # longest side of the result, in pixels
-    # at the final size; 150 there and 100 at each coarser size cost about 49% of the 500
-    # single-scale iterations this replaced, within 2% of their loss at 256 and 512 px
-    # (bench/README.md, "Coarse to fine": measured, as the defaults were chosen)
-    iterations: int = 150
+    # at the final size; None: schedule.default_iterations (150 up to 512 px, fewer above
+    # after coarser sizes: bench/README.md, "Coarse to fine", measured as the defaults were chosen)
+    iterations: int = None
     start_size: int = None            # first scale's longest side; None: schedule.DEFAULT_START_SIZE
     scale_factor: float = DEFAULT_SCALE_FACTOR    # each scale's size over the previous one's
     coarse_iterations: int = DEFAULT_COARSE_ITERATIONS   # at each size before the final one
@@ -104,6 +104,8 @@ def validate(opts):
     _check_layers(opts)
     check_memory_options(opts)
     check_schedule_options(opts)
+    if opts.iterations is None:
+        opts.iterations = default_iterations(opts)
     check_mask_options(opts)
     return opts
 
@@ -118,10 +120,12 @@ def _check_sources(opts):
 
 
 def _check_counts(opts):
-    """Whole numbers: size, iterations, seed, and the every-N options."""
+    """Whole numbers: size, iterations (None: its default, set later), seed, the every-N options."""
     for name, low in (("size", 1), ("iterations", 1), ("seed", 0), ("checkpoint_every", 0),
                       ("print_every", 0), ("tol_window", 1)):
         value = getattr(opts, name)
+        if name == "iterations" and value is None:
+            continue
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
             what = "a positive whole number" if low else "a whole number >= 0"
             raise UserError(f"{flag(name)} must be {what}, not {value!r}")
@@ -206,7 +210,9 @@ def build_parser():
     p.add_argument("--size", type=int, default=d.size, metavar="PX",
                    help="longest side in pixels (%(default)s)")
     p.add_argument("--iterations", type=int, default=d.iterations, metavar="N",
-                   help="at the final size (%(default)s)")
+                   help=f"at the final size ({DEFAULT_ITERATIONS}; above {FULL_ITERATIONS_UP_TO} "
+                   f"px after coarser sizes {DEFAULT_ITERATIONS} x {FULL_ITERATIONS_UP_TO} / "
+                   "size)")
     p.add_argument("--optimizer", default=d.optimizer, help="lbfgs or adam (%(default)s)")
     p.add_argument("--learning-rate", type=float, metavar="LR",
                    help=f"Adam's step in pixel units ({DEFAULT_ADAM_LR})")
