@@ -71,6 +71,22 @@ def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["log.csv"]
 
 
+def test_atomic_write_leaves_nothing_behind_when_interrupted_just_after_the_open(tmp_path,
+                                                                                monkeypatch):
+    """Ctrl-C between making the temporary file and writing it (seen once in a test of the
+    program's Ctrl-C, which rewrites the log at every iteration)."""
+    real_open = files.os.open
+
+    def open_then_interrupt(*args, **kwargs):
+        real_open(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(files.os, "open", open_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "log.csv", b"new\n")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_save_checkpoint_writes_the_image_first_then_the_state(tmp_path):
     written = []
 
