@@ -17,8 +17,8 @@ Peak memory on the CPU: each (engine, size) runs once more in a fresh subprocess
 the growth of its resident memory (VmHWM, reset just before the iteration, minus VmRSS) during
 one iteration; minivgg.plan's estimate of the same is printed beside it. That process leaves
 glibc's default for freed memory whatever --release-memory says: with freed memory kept, the
-iteration would reuse what building the targets freed, and its growth would hide it. On the GPU: the growth
-of CuPy's memory pool, and PyTorch's max_memory_allocated.
+iteration would reuse what building the targets freed, and its growth would hide it. On the
+GPU: the growth of CuPy's memory pool, and PyTorch's max_memory_allocated.
 """
 import argparse
 import json

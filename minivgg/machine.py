@@ -97,9 +97,9 @@ def keep_freed_memory():
     iteration allocates and frees the same large arrays every time, so each one comes back as
     fresh pages that the kernel zeroes and maps one fault at a time: about 26,000 page faults per
     512 x 384 iteration, and a fifth of the time at 512 px, a third at 1024 px (bench/README.md,
-    "freed memory kept for reuse"). With
-    mallopt(M_MMAP_MAX, 0) every array comes from the heap, and with the trim threshold at its
-    largest the heap keeps what is freed, so the next iteration reuses pages already mapped.
+    "freed memory kept for reuse"). With mallopt(M_MMAP_MAX, 0) every array comes from the heap,
+    and with the trim threshold at its largest the heap keeps what is freed, so the next
+    iteration reuses pages already mapped.
     The price: the process stays at its peak resident memory between iterations, and the heap's
     fragmentation adds to that peak (1.73 -> 1.85 GiB at 1024 x 768; 8.7 -> 9.7 GiB at 2048 px
     untiled; tiled runs, whose arrays are small, stayed within their --max-memory).

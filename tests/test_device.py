@@ -70,7 +70,6 @@ def test_gpu_rate_and_memory():
     assert M.measure_matmul_gflops(gpu.array_module(), n=512, repeats=3) > 0
 
 
-
 REALLOCATION = """
 import resource, sys
 import numpy as np

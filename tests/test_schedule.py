@@ -58,7 +58,7 @@ def test_default_start_and_single_scale(options, sizes):
 
 @pytest.mark.parametrize("options, iterations", [
     (dict(size=512), 150),                             # up to 512 px: 150 at the final size
-    (dict(size=1024), 75),                             # above, after coarser sizes: 150 * 512 / size
+    (dict(size=1024), 75),                             # above, after coarser sizes: 150*512/size
     (dict(size=724), 106),
     (dict(size=1024, start_size=1024), 150),           # a single scale keeps 150
     (dict(size=1024, coarse_iterations=0), 150),

@@ -2,8 +2,8 @@
 
 The program owns its process, so it first asks the C library to keep freed memory for reuse
 (machine.keep_freed_memory: every iteration frees and allocates the same large arrays, and fresh
-pages cost a fifth of an iteration at 512 px, a third at 1024 px); ``main()`` and ``minivgg.stylize(...)`` called from Python
-leave that to their caller.
+pages cost a fifth of an iteration at 512 px, a third at 1024 px); ``main()`` and
+``minivgg.stylize(...)`` called from Python leave that to their caller.
 
 Exit status: 0 done (or --explain printed), 2 a bad input or setting (``error: <sentence>``),
 130 interrupted with Ctrl-C (the image so far is saved first).
