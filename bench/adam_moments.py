@@ -85,8 +85,8 @@ def carrying_moments(mode):
         return
     real, previous = run_module.make_optimizer, []
 
-    def make_optimizer(opts, x0, fn):
-        opt = real(opts, x0, fn)
+    def make_optimizer(opts, x0, fn, **options):
+        opt = real(opts, x0, fn, **options)
         if previous and isinstance(opt, optim.Adam):
             opt = carried(previous[-1], opt, rescale=(mode == "rescale"))
         previous[:] = [opt]

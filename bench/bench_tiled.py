@@ -5,13 +5,15 @@
 
 One iteration is common.py's (VGG-19 with random weights, Gram style on relu1_1..relu5_1, content
 on relu4_2, total variation). For each size: the untiled value_and_grad, then for each budget the
-tile minivgg.tile_plan.choose_tile picks (with L-BFGS's state for ``--lbfgs-history``, the
-interpreter and the images counted, as ``stylize --max-memory`` does) and minivgg.tiled.TiledObjective's value_and_grad. Every
+tile minivgg.tile_plan.choose_tile_and_history picks (with L-BFGS's state for ``--lbfgs-history``
+in ``--lbfgs-history-precision``, the interpreter and the images counted, as ``stylize
+--max-memory`` does) and minivgg.tiled.TiledObjective's value_and_grad. Every
 configuration runs in a fresh Python, which reports the median of ``--repeats`` timed calls
 (after the targets are built; no warm-up: a big tiled call is its own warm-up) and its peak
 resident memory (VmHWM: the whole process, targets and Python included, what ``--max-memory``
 budgets). That process also holds 2 x ``--lbfgs-history`` arrays of the image's size, filled, as
-L-BFGS's history in a real run (the plan counts them). The loss column lets you check that the
+L-BFGS's history in a real run (the plan counts them): float16 where the choice was half
+precision (the "pairs" column), else float32. The loss column lets you check that the
 tiled loss equals the untiled one.
 """
 import argparse
@@ -48,13 +50,15 @@ def _moments(tile):
     return lambda net, image, layers: tiled.tiled_moments(net, image, layers, tile=tile)
 
 
-def measure(size, tile, repeats, history=0, release=False):
+def measure(size, tile, repeats, history=0, release=False, half=False):
     """{seconds, loss, peak} of one configuration, in this process, holding ``history`` pairs of
-    image-sized arrays as L-BFGS does (its s and y vectors); freed memory kept unless
-    ``release`` (common.freed_memory)."""
+    image-sized arrays as L-BFGS does (its s and y vectors, float16 if ``half``); freed memory
+    kept unless ``release`` (common.freed_memory)."""
     common.freed_memory(release)
     problem = tiled_problem(size, tile)
-    state = [common.np.ones_like(problem.x) for _ in range(2 * history)]   # pages touched
+    dtype = common.np.float16 if half else problem.x.dtype
+    state = [common.np.ones_like(problem.x, dtype=dtype)
+             for _ in range(2 * history)]                                  # pages touched
     times, loss = [], None
     for _ in range(repeats):
         start = time.perf_counter()
@@ -64,25 +68,29 @@ def measure(size, tile, repeats, history=0, release=False):
     return dict(seconds=statistics.median(times), loss=loss, peak=common.peak_rss_bytes())
 
 
-def in_fresh_process(size, tile, repeats, history, release):
+def in_fresh_process(size, tile, repeats, history, release, half=False):
     code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import json, "
             f"bench_tiled; print(json.dumps(bench_tiled.measure({tuple(size)!r}, {tile!r}, "
-            f"{repeats}, {history}, {release})))")
+            f"{repeats}, {history}, {release}, {half})))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if done.returncode:
         common.fail(f"the run at {size} px (tile {tile}) failed: {done.stderr.strip()[-300:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def chosen_tile(size, budget, history):
+def chosen_tile(size, budget, history, precision):
+    """(tile or None, half precision pairs?, the plan's peak) as stylize --max-memory chooses."""
     net = common.build_network()
     options = dict(style_layers=common.STYLE_LAYERS, content_layers=common.CONTENT_LAYERS,
                    history=history)
     held = tile_plan.held_bytes([size, size])   # the interpreter; content, x and the style
-    tile, _ = tile_plan.choose_tile(net, size, max_memory=budget, held=held, **options)
+    tile, half, _ = tile_plan.choose_tile_and_history(net, size, precision=precision,
+                                                      max_memory=budget, held=held, **options)
+    options.update(half_history=half)
     if tile:
-        return tile, tile_plan.plan_tiled(net, size, tile, held=held, **options).peak_bytes
-    return tile, held + common.plan.plan_iteration(net, size, **options).peak_bytes
+        return tile, half, tile_plan.plan_tiled(net, size, tile, held=held,
+                                                **options).peak_bytes
+    return tile, half, held + common.plan.plan_iteration(net, size, **options).peak_bytes
 
 
 def main(argv=None):
@@ -91,26 +99,31 @@ def main(argv=None):
     p.add_argument("--budgets", nargs="+", default=["2G", "1G"])
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--lbfgs-history", type=int, default=10)
+    p.add_argument("--lbfgs-history-precision", choices=("auto", "full", "half"),
+                   default="auto", help="of the pairs, as stylize's option (%(default)s)")
     p.add_argument("--no-untiled", action="store_true", help="skip the untiled runs")
     common.add_release_memory(p)
     args = p.parse_args(argv)
     print("\n".join(common.machine_lines("cpu", common.np)
                     + [common.freed_memory(args.release_memory)]))
-    print(f"{'size':>6} {'budget':>8} {'tile':>6} {'s/iter':>8} {'x untiled':>9} "
+    print(f"{'size':>6} {'budget':>8} {'tile':>6} {'pairs':>6} {'s/iter':>8} {'x untiled':>9} "
           f"{'peak RSS':>10} {'plan':>10}  loss")
     for side in args.sizes:
         size, base = (side, side), None
         if not args.no_untiled:
             base = in_fresh_process(size, None, args.repeats, args.lbfgs_history,
                                     args.release_memory)
-            print(f"{side:>6} {'-':>8} {'-':>6} {base['seconds']:>8.2f} {1:>9.2f} "
+            print(f"{side:>6} {'-':>8} {'-':>6} {'f32':>6} {base['seconds']:>8.2f} {1:>9.2f} "
                   f"{format_bytes(base['peak']):>10} {'':>10}  {base['loss']:.6g}")
         for text in args.budgets:
-            tile, planned = chosen_tile(size, parse_memory(text), args.lbfgs_history)
+            tile, half, planned = chosen_tile(size, parse_memory(text), args.lbfgs_history,
+                                              args.lbfgs_history_precision)
             got = in_fresh_process(size, tile, args.repeats, args.lbfgs_history,
-                                   args.release_memory)
+                                   args.release_memory, half)
             ratio = f"{got['seconds'] / base['seconds']:.2f}" if base else "-"
-            print(f"{side:>6} {text:>8} {tile or '-':>6} {got['seconds']:>8.2f} {ratio:>9} "
+            pairs = "f16" if half else "f32"
+            print(f"{side:>6} {text:>8} {tile or '-':>6} {pairs:>6} {got['seconds']:>8.2f} "
+                  f"{ratio:>9} "
                   f"{format_bytes(got['peak']):>10} {format_bytes(planned):>10}  "
                   f"{got['loss']:.6g}")
 

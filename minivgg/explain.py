@@ -57,7 +57,8 @@ def _row(*cells):
 def _totals_lines(plan, gflops, device):
     pixels = plan.batch * plan.size[0] * plan.size[1]
     macs = plan.forward_macs
-    optimiser = f"L-BFGS, m={plan.history}" if plan.optimizer == "lbfgs" else "Adam"
+    optimiser = "Adam" if plan.optimizer != "lbfgs" else \
+        f"L-BFGS, m={plan.history}" + (", float16" if plan.half_history else "")
     where = "{}'s {}".format(*plan.peak_layer)
     lines = ["Totals per iteration:",
              f"  forward multiply-adds (convolutions)  {format_count(macs)}  "
@@ -71,7 +72,7 @@ def _totals_lines(plan, gflops, device):
               f"  network weights (all conv layers)     {format_bytes(plan.weight_bytes)}",
               f"  Winograd kernels (made once)          {format_bytes(plan.kernel_bytes)}",
               f"  loss targets (content, Gram)          {format_bytes(plan.target_bytes)}",
-              f"  optimiser state ({optimiser + ')':<21}{format_bytes(plan.state_bytes)}",
+              f"  optimiser state ({optimiser})".ljust(39) + f" {format_bytes(plan.state_bytes)}",
               *([f"  style masks (one per style and layer) {format_bytes(plan.mask_bytes)}"]
                 if plan.mask_bytes else []),
               f"  kept for backward (masks, losses)     {format_bytes(plan.kept_bytes)}",

@@ -24,6 +24,7 @@ import numpy as np
 
 from miniautograd import get_array_module, to_cpu
 
+from .lbfgs_history import PairHistory
 from .linesearch import Trial, strong_wolfe
 
 
@@ -131,19 +132,21 @@ class LBFGS(_Optimizer):
     positive curvature it would make H indefinite. If the search finds no decrease, the history is
     dropped and steepest descent is tried; if that fails too, ``converged`` becomes True and
     later steps only count. Without history the first trial step is ``a = min(1, 1/|g|)``, else 1.
+    ``half_history``: keep the pairs as float16 (lbfgs_history.py), for half their memory.
     """
 
     kind = "lbfgs"
     settings = ("history", "c1", "c2", "max_evals", "tiny", "converged")
 
-    def __init__(self, x0, fn, *, history=10, c1=1e-4, c2=0.9, max_evals=25, tiny=1e-10):
+    def __init__(self, x0, fn, *, history=10, c1=1e-4, c2=0.9, max_evals=25, tiny=1e-10,
+                 half_history=False):
         super().__init__(x0, fn)
         if int(history) < 1 or not 0 < c1 < c2 < 1 or int(max_evals) < 1:
             raise ValueError(f"LBFGS: need history >= 1, 0 < c1 < c2 < 1 and max_evals >= 1, "
                              f"got history={history}, c1={c1}, c2={c2}, max_evals={max_evals}")
         self.history, self.c1, self.c2 = int(history), float(c1), float(c2)
         self.max_evals, self.tiny = int(max_evals), float(tiny)
-        self.s, self.y, self.rho = [], [], []          # oldest first; rho_i = 1 / (y_i^T s_i)
+        self.pairs = PairHistory(half=half_history)    # the (s_i, y_i, rho_i), oldest first
         self._latest = None                            # the line search's latest evaluation
 
     def step(self):
@@ -151,15 +154,12 @@ class LBFGS(_Optimizer):
         self._ensure_evaluated()
         if not self.converged:
             moved = self._try_step()
-            if not moved and self.s:
-                self._forget()                         # the history led nowhere: go downhill
+            if not moved and len(self.pairs):
+                self.pairs.clear()                     # the history led nowhere: go downhill
                 moved = self._try_step()
             self.converged = not moved
         self.iteration += 1
         return self.loss
-
-    def _forget(self):
-        self.s, self.y, self.rho = [], [], []
 
     def _direction(self, g):
         """d = -H g by the two-loop recursion, without ever forming H.
@@ -173,13 +173,13 @@ class LBFGS(_Optimizer):
         xp = self.xp
         q = -g
         alphas = []
-        for s, y, rho in zip(reversed(self.s), reversed(self.y), reversed(self.rho)):
+        for s, y, rho in self.pairs.pairs(newest_first=True):
             alpha = rho * xp.vdot(s, q)
             q -= alpha * y
             alphas.append(alpha)
-        if self.s:
-            q *= 1.0 / (self.rho[-1] * float(xp.vdot(self.y[-1], self.y[-1])))   # gamma
-        for s, y, rho, alpha in zip(self.s, self.y, self.rho, reversed(alphas)):
+        if len(self.pairs):
+            q *= self.pairs.gamma()
+        for (s, y, rho), alpha in zip(self.pairs.pairs(), reversed(alphas)):
             beta = rho * xp.vdot(y, q)
             q += (alpha - beta) * s
         return q
@@ -191,11 +191,12 @@ class LBFGS(_Optimizer):
         d = self._direction(g)
         gtd = float(self.xp.vdot(g, d))
         if not gtd < 0:                        # rounding made -H g point uphill: steepest descent
-            self._forget()
+            self.pairs.clear()
             d, gtd = -g, -float(self.xp.vdot(g, g))
             if gtd == 0:
                 return False                   # g = 0: a stationary point
-        a0 = 1.0 if self.s else min(1.0, 1.0 / math.sqrt(-gtd))    # |g| = sqrt(-g^T d) if d = -g
+        # without pairs d = -g, and |g| = sqrt(-g^T d)
+        a0 = 1.0 if len(self.pairs) else min(1.0, 1.0 / math.sqrt(-gtd))
         trial = strong_wolfe(lambda a: self._probe(d, a), Trial(0.0, self.loss, gtd, None), a0,
                              c1=self.c1, c2=self.c2, max_evals=self.max_evals)
         if trial.a == 0:                       # no step lowered f; the search probed at least once
@@ -215,34 +216,22 @@ class LBFGS(_Optimizer):
         return Trial(a, e.loss, float(self.xp.vdot(e.grad, d)), e)
 
     def _remember(self, s, y):
-        """Append the pair (s, y) unless its curvature s^T y is not clearly positive."""
-        sy, yy = float(self.xp.vdot(s, y)), float(self.xp.vdot(y, y))
-        if sy <= self.tiny * yy or sy <= 0:
-            return
-        self.s.append(s)
-        self.y.append(y)
-        self.rho.append(1.0 / sy)
-        if len(self.s) > self.history:
-            del self.s[0], self.y[0], self.rho[0]
+        """Append the pair (s, y) unless its curvature s^T y is not clearly positive; keep the
+        newest ``history`` pairs."""
+        if self.pairs.add(s, y, tiny=self.tiny) and len(self.pairs) > self.history:
+            self.pairs.drop_oldest()
 
     def state_dict(self):
-        """The base state plus the (s, y) pairs stacked as (k, *x.shape) arrays and rho (k,)."""
+        """The base state plus the pairs: s and y stacked as (k, *x.shape) arrays (float16 with
+        half_history), their scales and rho (k,) (lbfgs_history.PairHistory.state_dict)."""
         state = super().state_dict()
-        state.update(s=self._stack(self.s), y=self._stack(self.y),
-                     rho=np.array(self.rho, dtype=np.float64))
+        state.update(self.pairs.state_dict(self.x))
         return state
 
-    def _stack(self, arrays):
-        """k arrays of x's shape -> one NumPy array (k, *x.shape); k may be 0."""
-        if arrays:
-            return to_cpu(self.xp.stack(arrays))                # k x (...) -> (k, ...)
-        return np.zeros((0,) + self.x.shape, dtype=self.x.dtype)
-
     def load_state_dict(self, state):
+        """The base state and the pairs, in the precision they were saved in."""
         super().load_state_dict(state)
-        self.s = [self._to_device(s) for s in np.asarray(state["s"])]     # (k, ...) -> k x (...)
-        self.y = [self._to_device(y) for y in np.asarray(state["y"])]
-        self.rho = [float(r) for r in np.asarray(state["rho"])]
+        self.pairs.load_state_dict(state, self.xp, self.x.dtype)
 
 
 # --------------------------------------------------------------------------------------- Adam
@@ -298,14 +287,17 @@ class Adam(_Optimizer):
 
 
 # ------------------------------------------------------------------------------------- memory
-def optimizer_state_bytes(numel, *, optimizer="lbfgs", history=10, itemsize=4):
+def optimizer_state_bytes(numel, *, optimizer="lbfgs", history=10, itemsize=4,
+                          half_history=False):
     """Bytes the optimiser keeps for an image of ``numel`` elements (plan.py counts them).
 
-    L-BFGS: ``history`` pairs (s, y) plus 4 working vectors (x, gradient, direction, previous
-    gradient). Adam: the two moments m, v plus x and the gradient.
+    L-BFGS: ``history`` pairs (s, y), of 2 bytes per value with ``half_history``, plus 4 working
+    vectors (x, gradient, direction, previous gradient). Adam: the two moments m, v plus x and
+    the gradient.
     """
-    vectors = {"lbfgs": 2 * history + 4, "adam": 4}
-    if optimizer not in vectors:
+    if optimizer not in ("lbfgs", "adam"):
         raise ValueError(f"optimizer_state_bytes: optimizer must be 'lbfgs' or 'adam', not "
                          f"{optimizer!r}")
-    return vectors[optimizer] * numel * itemsize
+    if optimizer == "adam":
+        return 4 * numel * itemsize
+    return 2 * history * numel * (2 if half_history else itemsize) + 4 * numel * itemsize

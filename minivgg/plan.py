@@ -76,6 +76,7 @@ class IterationPlan:
     history: int
     mask_bytes: int = 0  # --style-masks: one float32 mask per style per style layer, held (the
     #                      extra C x C targets and differences, one per style, are not counted)
+    half_history: bool = False   # L-BFGS's pairs kept as float16 (lbfgs_history.py)
 
     @property
     def forward_macs(self):
@@ -220,14 +221,15 @@ def check_reaches(layers, size):
 
 
 def plan_iteration(net, size, *, style_layers=(), content_layers=(), deepest=None, batch=1,
-                   itemsize=4, optimizer="lbfgs", history=10, device="cpu", masks=0):
+                   itemsize=4, optimizer="lbfgs", history=10, device="cpu", masks=0,
+                   half_history=False):
     """The IterationPlan of one iteration at ``size`` = (H, W) of the network ``net``.
 
     net: a VGG19 (or its ``layers`` and ``pooling``); style_layers, content_layers: the layers
     the losses read (Gram matrices, their memory); deepest: where the forward stops, by default
     the deepest of those (as VGG19.__call__ stops); device: "cpu" or "gpu" (device.py);
     masks: the number of --style-masks, each held at every style layer's resolution, and one
-    guided Gram matrix per mask and style layer.
+    guided Gram matrix per mask and style layer; half_history: L-BFGS keeps its pairs as float16.
     """
     loss_layers = [*style_layers, *content_layers]
     if deepest is None:
@@ -251,8 +253,9 @@ def plan_iteration(net, size, *, style_layers=(), content_layers=(), deepest=Non
         kernel_bytes=sum(la.kernel_bytes for la in layers), target_bytes=targets,
         kept_bytes=kept, forward_peaks=tuple(forward), backward_peaks=tuple(backward),
         state_bytes=optimizer_state_bytes(image // itemsize, optimizer=optimizer,
-                                          history=history, itemsize=itemsize),
-        optimizer=optimizer, history=history,
+                                          history=history, itemsize=itemsize,
+                                          half_history=half_history),
+        optimizer=optimizer, history=history, half_history=half_history,
         mask_bytes=masks * sum(h * w * itemsize for _, _, h, w in
                                (by_name[s].shape for s in style_layers)))
 

@@ -136,3 +136,32 @@ def choose_tile(net, size, *, tile=None, max_memory=None, held=0, **options):
                    f"{format_bytes(held + whole.peak_bytes)}, more "
                    f"than --max-memory {format_bytes(max_memory)}: running tiled, {found} px "
                    f"tiles ({rows} x {cols}), about {format_bytes(tiled.peak_bytes)}")
+
+
+def choose_tile_and_history(net, size, *, precision="full", tile=None, max_memory=None, held=0,
+                            **options):
+    """(tile or None, half_history, a sentence or None): choose_tile's choice with L-BFGS's
+    pairs in ``precision``: "full", "half" (float16, lbfgs_history.py), or "auto": full, unless
+    --max-memory makes the run tiled; then half when that lets the tiles grow (the pairs are
+    1 GiB of float32 at 2048 x 2048 px) or lets the run fit at all."""
+    def choose(half):
+        return choose_tile(net, size, tile=tile, max_memory=max_memory, held=held,
+                           half_history=half, **options)
+    if precision != "auto" or tile is not None or max_memory is None or \
+            options.get("optimizer", "lbfgs") != "lbfgs":
+        return _with(choose(precision == "half"), precision == "half")
+    try:
+        full = choose(False)
+    except UserError:
+        full = None                            # too small in full precision: try half
+    if full is not None and full[0] is None:
+        return None, False, None               # untiled: the history is no burden
+    half = choose(True)                        # UserError when not even half precision fits
+    if full is not None and half[0] <= full[0]:
+        return _with(full, False)
+    return half[0], True, half[1] + ", with L-BFGS's history in float16 (half its bytes)"
+
+
+def _with(choice, half):
+    """(tile, half, sentence) from choose_tile's (tile, sentence)."""
+    return choice[0], half, choice[1]

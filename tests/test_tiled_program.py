@@ -10,6 +10,7 @@ import minivgg
 from minivgg import plan, tile_plan
 from minivgg.errors import UserError
 from minivgg.stylize.__main__ import main
+from minivgg.stylize.checkpoint import load_state
 from minivgg.stylize.memory_options import parse_memory
 from minivgg.stylize.options import parse_args
 from minivgg.vgg import vgg19_layer_specs
@@ -186,3 +187,54 @@ def test_a_scale_no_longer_than_the_tile_runs_untiled():
                                style_shapes=[[(16, 16)], [(32, 32)]])
     assert at_scale(job, schedule, 0).tile is None        # 24 px: one tile would hold it whole
     assert at_scale(job, schedule, 1).tile == 32
+
+
+# -- L-BFGS's history in half precision ------------------------------------------------------------
+def test_half_history_halves_the_pairs_in_the_plan():
+    full = plan.plan_iteration(LAYOUT, (512, 512), history=10, **OPTIONS)
+    half = plan.plan_iteration(LAYOUT, (512, 512), history=10, half_history=True, **OPTIONS)
+    assert full.state_bytes - half.state_bytes == 2 * 10 * 512 * 512 * 3 * (4 - 2)
+
+
+def test_auto_precision_takes_half_when_it_lets_the_tiles_grow():
+    """At 2048 x 2048 under 2 GiB the pairs (960 MiB in float32) leave small tiles; in float16
+    the tiles grow, and the auto choice says so. Untiled, or with --tile, the pairs stay full."""
+    size, choose = (2048, 2048), tile_plan.choose_tile_and_history
+    full_tile, _ = tile_plan.choose_tile(LAYOUT, size, max_memory=2 * GIB, **OPTIONS)
+    tile, half, why = choose(LAYOUT, size, precision="auto", max_memory=2 * GIB, **OPTIONS)
+    assert half and tile > full_tile and why.endswith("with L-BFGS's history in float16 "
+                                                      "(half its bytes)")
+    assert tile_plan.plan_tiled(LAYOUT, size, tile, half_history=True,
+                                **OPTIONS).peak_bytes <= 2 * GIB
+    assert choose(LAYOUT, size, precision="full", max_memory=2 * GIB, **OPTIONS) == \
+        (full_tile, False, tile_plan.choose_tile(LAYOUT, size, max_memory=2 * GIB,
+                                                 **OPTIONS)[1])
+    assert choose(LAYOUT, size, precision="auto", max_memory=64 * GIB, **OPTIONS) == \
+        (None, False, None)
+    assert choose(LAYOUT, size, precision="auto", tile=256, **OPTIONS) == (256, False, None)
+    assert choose(LAYOUT, size, precision="half", tile=256, **OPTIONS) == (256, True, None)
+
+
+def test_auto_precision_takes_half_when_full_cannot_fit_at_all():
+    size, choose = (2048, 2048), tile_plan.choose_tile_and_history
+    smallest = tile_plan.plan_tiled(LAYOUT, size, 16, **OPTIONS).peak_bytes
+    with pytest.raises(UserError, match="even the smallest tiles"):
+        tile_plan.choose_tile(LAYOUT, size, max_memory=smallest - 1, **OPTIONS)
+    tile, half, _ = choose(LAYOUT, size, precision="auto", max_memory=smallest - 1, **OPTIONS)
+    assert half and tile >= 16
+
+
+def test_a_run_keeps_its_pairs_in_the_precision_chosen(images, tiny_mat, tmp_path):
+    """The checkpoint holds the pairs as the optimiser keeps them: float16 with "half", float32
+    with "full"; a bad precision is refused in one sentence."""
+    content, style = images
+    for precision, dtype in (("half", np.float16), ("full", np.float32)):
+        out = tmp_path / f"{precision}.png"
+        assert main([str(content), str(style), "--weights", str(tiny_mat), "--size", "32",
+                     "--start-size", "32", "--iterations", "3", "--checkpoint-every", "3",
+                     "--quiet", "--lbfgs-history-precision", precision, "-o", str(out)]) == 0
+        pairs = load_state(tmp_path / f"{precision}_0003.state.npz")["optimizer_state"]
+        assert len(pairs["s"]) > 0 and pairs["s"].dtype == dtype and pairs["y"].dtype == dtype
+    with pytest.raises(UserError, match="--lbfgs-history-precision must be one of auto, full, "
+                                        "half, not 'double'"):
+        minivgg.stylize(str(content), str(style), lbfgs_history_precision="double")

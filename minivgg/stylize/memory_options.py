@@ -1,4 +1,5 @@
-"""The options that bound a run's memory: --max-memory, --tile and --lbfgs-history.
+"""The options that bound a run's memory: --max-memory, --tile, --lbfgs-history and
+--lbfgs-history-precision.
 
 options.py holds their fields and defaults (``Options``) and calls the two functions here: the
 checks (one sentence each, before any work) and the arguments of the command line. What they do
@@ -8,9 +9,10 @@ import math
 import numbers
 
 from ..errors import UserError
-from .checks import flag
+from .checks import check_choice, flag
 
 
+HISTORY_PRECISIONS = ("auto", "full", "half")
 MEMORY_UNITS = {"": 1, "K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}
 
 
@@ -29,8 +31,10 @@ def parse_memory(value):
 
 
 def check_memory_options(opts):
-    """--lbfgs-history >= 1; --max-memory a size (kept as bytes); --tile a multiple of the
-    deepest loss layer's stride (tiles.py), and --trace (one untiled iteration) not with it."""
+    """--lbfgs-history >= 1 and its precision a choice; --max-memory a size (kept as bytes);
+    --tile a multiple of the deepest loss layer's stride (tiles.py), and --trace (one untiled
+    iteration) not with it."""
+    check_choice("lbfgs_history_precision", opts.lbfgs_history_precision, HISTORY_PRECISIONS)
     for name in ("lbfgs_history",) + (("tile",) if opts.tile is not None else ()):
         value = getattr(opts, name)
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
@@ -59,7 +63,7 @@ def _check_tile(opts):
 
 
 def add_memory_options(p, d):
-    """--max-memory, --tile and --lbfgs-history, in their own group of --help."""
+    """--max-memory, --tile, --lbfgs-history and its precision, in their own group of --help."""
     p = p.add_argument_group("memory")
     p.add_argument("--max-memory", metavar="SIZE",
                    help="memory budget, e.g. 6G or 512M: when one iteration would need more, run "
@@ -69,3 +73,8 @@ def add_memory_options(p, d):
                    "(exact; off)")
     p.add_argument("--lbfgs-history", type=int, default=d.lbfgs_history, metavar="M",
                    help="L-BFGS keeps M pairs of image-sized vectors (%(default)s)")
+    p.add_argument("--lbfgs-history-precision", choices=HISTORY_PRECISIONS,
+                   default=d.lbfgs_history_precision,
+                   help="keep those pairs as float32 (full) or float16 (half: half the memory); "
+                   "auto: half when --max-memory makes the run tiled and that allows larger "
+                   "tiles (%(default)s)")

@@ -89,12 +89,13 @@ def with_matched_colors(job, opts):
     return dataclasses.replace(job, styles=styles, init=init)
 
 
-def make_optimizer(opts, x0, fn):
-    """L-BFGS (the paper's choice, the default) or Adam with ``--learning-rate``."""
+def make_optimizer(opts, x0, fn, *, half_history=False):
+    """L-BFGS (the paper's choice, the default), its pairs as float16 with ``half_history``, or
+    Adam with ``--learning-rate``."""
     if opts.optimizer == "adam":
         lr = DEFAULT_ADAM_LR if opts.learning_rate is None else opts.learning_rate
         return optim.Adam(x0, fn, lr=lr)
-    return optim.LBFGS(x0, fn, history=opts.lbfgs_history)
+    return optim.LBFGS(x0, fn, history=opts.lbfgs_history, half_history=half_history)
 
 
 def at_scale(job, schedule, k):

@@ -76,6 +76,7 @@ class Options:
     tile: int = None                  # px; None: untiled unless --max-memory asks for tiles
     max_memory: object = None         # "6G", "512M" or bytes; None: refuse what does not fit
     lbfgs_history: int = 10           # L-BFGS's m, the (s, y) pairs it keeps
+    lbfgs_history_precision: str = "auto"   # full | half (float16) | auto: half when it tiles
     style_masks: list = None          # one mask (path, PIL image, array) per style; None: off
 
 

@@ -36,6 +36,7 @@ class Job:
     net: object = None
     resume_from: Path = None  # the state file --resume continues from
     tile: int = None          # tiled evaluation (minivgg/tiled.py) in tiles of this side, or None
+    half_history: bool = False   # L-BFGS keeps its pairs as float16 (minivgg/lbfgs_history.py)
     masks: list = None        # --style-masks: (H, W) 0..1 arrays as read, one per style, or None
 
 
@@ -212,40 +213,46 @@ def load_network(opts, device):
     return device.put_network(load_vgg19(opts.weights, pooling=opts.pooling, seed=opts.seed))
 
 
-def plan_options(opts, device):
-    """The keyword options of plan.plan_iteration for this run on ``device`` (a Device)."""
+def plan_options(opts, device, **more):
+    """The keyword options of plan.plan_iteration for this run on ``device`` (a Device), and
+    ``more`` of them (half_history=)."""
     return dict(style_layers=tuple(opts.style_layers), content_layers=tuple(opts.content_layers),
                 optimizer=opts.optimizer, history=opts.lbfgs_history, device=device.name,
-                masks=len(opts.style_masks or ()))
+                masks=len(opts.style_masks or ()), **more)
 
 
 def check_memory(opts, net, shapes, device, say=print):
-    """The tile side to run with (None: untiled). With --tile or --max-memory, tile_plan's
-    choice for the content's shape (a line through ``say`` when it tiles by itself); else
-    UserError when one iteration on any of the images of ``shapes`` (H, W) will not fit in free
-    RAM / GPU memory (skipped by --force). Run before the images are resized, so the free memory
-    it measures (and the size it suggests) does not depend on the --size asked for."""
+    """(tile side or None for untiled, whether L-BFGS keeps its pairs in float16). With --tile
+    or --max-memory, tile_plan's choice for the content's shape (a line through ``say`` when it
+    tiles by itself); else UserError when one iteration on any of the images of ``shapes``
+    (H, W) will not fit in free RAM / GPU memory (skipped by --force). Run before the images are
+    resized, so the free memory it measures (and the size it suggests) does not depend on the
+    --size asked for."""
     from .. import fits, tile_plan
+    half = opts.lbfgs_history_precision == "half"
     if opts.tile is not None or opts.max_memory is not None:
-        tile, why = tile_plan.choose_tile(net, tuple(shapes[0]), tile=opts.tile,
-                                          max_memory=opts.max_memory,
-                                          held=tile_plan.held_bytes(shapes),
-                                          **plan_options(opts, device))
+        tile, half, why = tile_plan.choose_tile_and_history(
+            net, tuple(shapes[0]), precision=opts.lbfgs_history_precision, tile=opts.tile,
+            max_memory=opts.max_memory, held=tile_plan.held_bytes(shapes),
+            **plan_options(opts, device))
         if why:
             say(why)
-        return tile
+        return tile, half
     if opts.force:
-        return None
+        return None, half
     available = device.free_bytes()
     for shape in shapes:
-        fits.check_memory(net, tuple(shape), available=available, **plan_options(opts, device))
+        fits.check_memory(net, tuple(shape), available=available,
+                          **plan_options(opts, device, half_history=half))
+    return None, half
 
 
 def explain_plan(opts, job):
     """The plan of one iteration on this run's content image, on the run's device: an
     IterationPlan, or a tile_plan.TiledPlan when the run is tiled."""
     from .. import tile_plan
-    options, size = plan_options(opts, job.device), job.content.shape[:2]
+    options = plan_options(opts, job.device, half_history=job.half_history)
+    size = job.content.shape[:2]
     if job.tile:
         shapes = [size, *(rgb.shape[:2] for rgb in job.styles)]
         return tile_plan.plan_tiled(job.net, size, job.tile, held=tile_plan.held_bytes(shapes),
@@ -288,7 +295,8 @@ def prepare(opts, *, api=False, say=None):
     style_masks = read_style_masks(opts, content, shapes)
     net = load_network(opts, device)
     tiling = opts.tile is not None or opts.max_memory is not None
-    tile = check_memory(opts, net, shapes, device, say) if tiling or not opts.explain else None
+    tile, half = check_memory(opts, net, shapes, device, say) if tiling or not opts.explain else \
+        (None, opts.lbfgs_history_precision == "half")
     content, alpha, styles, init = resize_images(opts, content, alpha, styles, shapes)
     if notice:
         say(notice)                   # only now: a refused run prints its error line alone
@@ -296,4 +304,4 @@ def prepare(opts, *, api=False, say=None):
                  if style_masks else []):
         say(line)
     return Job(output, log, content, alpha, styles, init, device, net, resume_from, tile,
-               style_masks)
+               half, style_masks)

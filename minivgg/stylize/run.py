@@ -83,7 +83,8 @@ class Run:
         self.here = at_scale(self.job, self.schedule, k)
         self.objective = build_objective(self.here, self.opts, self.to_device)
         # value_and_grad returns (total, grad, terms): the optimiser keeps the accepted point's
-        self.opt = make_optimizer(self.opts, self.to_device(x0), self.objective.value_and_grad)
+        self.opt = make_optimizer(self.opts, self.to_device(x0), self.objective.value_and_grad,
+                                  half_history=self.job.half_history)
         self.average = IterateAverage(self.opts.average) if self.opts.average else None
 
     def resume(self, state):
