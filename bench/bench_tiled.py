@@ -15,6 +15,14 @@ budgets). That process also holds 2 x ``--lbfgs-history`` arrays of the image's 
 L-BFGS's history in a real run (the plan counts them): float16 where the choice was half
 precision (the "pairs" column), else float32. The loss column lets you check that the
 tiled loss equals the untiled one.
+
+    python bench/bench_tiled.py --sizes 2048 --budgets 2G --alternate --repeats 5
+
+``--alternate`` times the untiled and the tiled value_and_grad in one fresh process instead, one
+after the other ``--repeats`` times after a warm-up each, and reports the medians: the ratio then
+carries no drift of the machine's speed between processes (no peak memory: the process holds
+both). The first call of a run pays for faulting its memory in; the later ones, what every
+iteration after the first costs, are what the medians measure.
 """
 import argparse
 import json
@@ -28,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from minivgg import tile_plan, tiled  # noqa: E402
 from minivgg.stylize.memory_options import parse_memory  # noqa: E402
+from minivgg.errors import UserError  # noqa: E402
 from minivgg.explain import format_bytes  # noqa: E402
 
 
@@ -68,9 +77,28 @@ def measure(size, tile, repeats, history=0, release=False, half=False):
     return dict(seconds=statistics.median(times), loss=loss, peak=common.peak_rss_bytes())
 
 
-def in_fresh_process(size, tile, repeats, history, release, half=False):
+def alternating(size, tile, repeats, history=0, release=False, half=False):
+    """{untiled, tiled: median seconds, loss} of value_and_grad in this process, alternating
+    after a warm-up each, holding the history as ``measure`` does."""
+    common.freed_memory(release)
+    problems = {"untiled": tiled_problem(size, None), "tiled": tiled_problem(size, tile)}
+    state = [common.np.ones_like(problems["tiled"].x,
+                                 dtype=common.np.float16 if half else common.np.float32)
+             for _ in range(2 * history)]                                  # pages touched
+    times, losses = {name: [] for name in problems}, {}
+    for rep in range(repeats + 1):
+        for name, problem in problems.items():
+            start = time.perf_counter()
+            losses[name] = problem.objective.value_and_grad(problem.x)[0]
+            if rep:                                                        # rep 0: warm-up
+                times[name].append(time.perf_counter() - start)
+    del state
+    return {**{name: statistics.median(s) for name, s in times.items()}, "loss": losses["tiled"]}
+
+
+def in_fresh_process(size, tile, repeats, history, release, half=False, function="measure"):
     code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import json, "
-            f"bench_tiled; print(json.dumps(bench_tiled.measure({tuple(size)!r}, {tile!r}, "
+            f"bench_tiled; print(json.dumps(bench_tiled.{function}({tuple(size)!r}, {tile!r}, "
             f"{repeats}, {history}, {release}, {half})))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if done.returncode:
@@ -102,6 +130,8 @@ def main(argv=None):
     p.add_argument("--lbfgs-history-precision", choices=("auto", "full", "half"),
                    default="auto", help="of the pairs, as stylize's option (%(default)s)")
     p.add_argument("--no-untiled", action="store_true", help="skip the untiled runs")
+    p.add_argument("--alternate", action="store_true",
+                   help="untiled and tiled alternating in one process (see above)")
     common.add_release_memory(p)
     args = p.parse_args(argv)
     print("\n".join(common.machine_lines("cpu", common.np)
@@ -110,22 +140,47 @@ def main(argv=None):
           f"{'peak RSS':>10} {'plan':>10}  loss")
     for side in args.sizes:
         size, base = (side, side), None
+        if args.alternate:
+            for text in args.budgets:
+                alternate_row(size, text, args)
+            continue
         if not args.no_untiled:
             base = in_fresh_process(size, None, args.repeats, args.lbfgs_history,
                                     args.release_memory)
             print(f"{side:>6} {'-':>8} {'-':>6} {'f32':>6} {base['seconds']:>8.2f} {1:>9.2f} "
                   f"{format_bytes(base['peak']):>10} {'':>10}  {base['loss']:.6g}")
         for text in args.budgets:
-            tile, half, planned = chosen_tile(size, parse_memory(text), args.lbfgs_history,
-                                              args.lbfgs_history_precision)
+            try:
+                tile, half, planned = chosen_tile(size, parse_memory(text), args.lbfgs_history,
+                                                  args.lbfgs_history_precision)
+            except UserError as e:                  # a budget too small: say so, go on
+                print(f"{side:>6} {text:>8}  {e}")
+                continue
             got = in_fresh_process(size, tile, args.repeats, args.lbfgs_history,
                                    args.release_memory, half)
             ratio = f"{got['seconds'] / base['seconds']:.2f}" if base else "-"
             pairs = "f16" if half else "f32"
             print(f"{side:>6} {text:>8} {tile or '-':>6} {pairs:>6} {got['seconds']:>8.2f} "
-                  f"{ratio:>9} "
-                  f"{format_bytes(got['peak']):>10} {format_bytes(planned):>10}  "
+                  f"{ratio:>9} {format_bytes(got['peak']):>10} {format_bytes(planned):>10}  "
                   f"{got['loss']:.6g}")
+
+
+def alternate_row(size, text, args):
+    """One --alternate line: the untiled and tiled medians of one fresh process, and their ratio."""
+    try:
+        tile, half, planned = chosen_tile(size, parse_memory(text), args.lbfgs_history,
+                                          args.lbfgs_history_precision)
+    except UserError as e:
+        print(f"{size[0]:>6} {text:>8}  {e}")
+        return
+    if tile is None:
+        print(f"{size[0]:>6} {text:>8}  fits untiled: nothing to alternate")
+        return
+    got = in_fresh_process(size, tile, args.repeats, args.lbfgs_history, args.release_memory,
+                           half, function="alternating")
+    print(f"{size[0]:>6} {text:>8} {tile:>6} {'f16' if half else 'f32':>6} "
+          f"{got['tiled']:>8.2f} {got['tiled'] / got['untiled']:>9.2f} {'-':>10} "
+          f"{format_bytes(planned):>10}  {got['loss']:.6g}  (untiled {got['untiled']:.2f} s)")
 
 
 if __name__ == "__main__":

@@ -129,3 +129,13 @@ def test_bench_tiled_measures_the_same_loss_and_holds_the_optimiser_state():
     without, holding = (bench_tiled.in_fresh_process((256, 256), None, 1, history, True)["peak"]
                         for history in (0, 20))
     assert holding - without > 28 * 2 ** 20
+
+
+def test_bench_tiled_chooses_as_the_program_does():
+    """bench_tiled's tile and precision are tile_plan.choose_tile_and_history's: at 2048 px under
+    2 GiB the pairs go to float16 and the tiles grow; forced to full precision they are smaller."""
+    import bench_tiled
+    auto = bench_tiled.chosen_tile((2048, 2048), 2 * 2 ** 30, 10, "auto")
+    full = bench_tiled.chosen_tile((2048, 2048), 2 * 2 ** 30, 10, "full")
+    assert auto[1] and not full[1] and auto[0] > full[0]
+    assert auto[2] <= 2 * 2 ** 30 and full[2] <= 2 * 2 ** 30
