@@ -21,7 +21,8 @@ tiled loss equals the untiled one.
 ``--alternate`` times the untiled and the tiled value_and_grad in one fresh process instead, one
 after the other ``--repeats`` times after a warm-up each, and reports the medians: the ratio then
 carries no drift of the machine's speed between processes (no peak memory: the process holds
-both). The first call of a run pays for faulting its memory in; the later ones, what every
+both). It flatters the tiled run, though: beside the tiled problem's arrays the untiled
+evaluation was measured 20% slower than alone (bench/README.md, "L-BFGS's pairs in float16"). The first call of a run pays for faulting its memory in; the later ones, what every
 iteration after the first costs, are what the medians measure.
 """
 import argparse
