@@ -22,8 +22,9 @@ tiled loss equals the untiled one.
 after the other ``--repeats`` times after a warm-up each, and reports the medians: the ratio then
 carries no drift of the machine's speed between processes (no peak memory: the process holds
 both). It flatters the tiled run, though: beside the tiled problem's arrays the untiled
-evaluation was measured 20% slower than alone (bench/README.md, "L-BFGS's pairs in float16"). The first call of a run pays for faulting its memory in; the later ones, what every
-iteration after the first costs, are what the medians measure.
+evaluation was measured 20% slower than alone (bench/README.md, "L-BFGS's pairs in float16").
+The first call of a run pays for faulting its memory in; the later ones, what every iteration
+after the first costs, are what the medians measure.
 """
 import argparse
 import json
@@ -66,9 +67,7 @@ def measure(size, tile, repeats, history=0, release=False, half=False):
     kept unless ``release`` (common.freed_memory)."""
     common.freed_memory(release)
     problem = tiled_problem(size, tile)
-    dtype = common.np.float16 if half else problem.x.dtype
-    state = [common.np.ones_like(problem.x, dtype=dtype)
-             for _ in range(2 * history)]                                  # pages touched
+    state = history_pairs(problem.x, history, half)
     times, loss = [], None
     for _ in range(repeats):
         start = time.perf_counter()
@@ -78,21 +77,26 @@ def measure(size, tile, repeats, history=0, release=False, half=False):
     return dict(seconds=statistics.median(times), loss=loss, peak=common.peak_rss_bytes())
 
 
+def history_pairs(x, history, half):
+    """2 x ``history`` arrays of x's shape, filled (their pages touched): L-BFGS's s and y as a
+    real run holds them, float16 if ``half``."""
+    dtype = common.np.float16 if half else x.dtype
+    return [common.np.ones_like(x, dtype=dtype) for _ in range(2 * history)]
+
+
 def alternating(size, tile, repeats, history=0, release=False, half=False):
     """{untiled, tiled: median seconds, loss} of value_and_grad in this process, alternating
-    after a warm-up each, holding the history as ``measure`` does."""
+    after a warm-up each (bench_iteration.time_alternating), holding the history as
+    ``measure`` does."""
+    from bench_iteration import time_alternating
     common.freed_memory(release)
     problems = {"untiled": tiled_problem(size, None), "tiled": tiled_problem(size, tile)}
-    state = [common.np.ones_like(problems["tiled"].x,
-                                 dtype=common.np.float16 if half else common.np.float32)
-             for _ in range(2 * history)]                                  # pages touched
-    times, losses = {name: [] for name in problems}, {}
-    for rep in range(repeats + 1):
-        for name, problem in problems.items():
-            start = time.perf_counter()
-            losses[name] = problem.objective.value_and_grad(problem.x)[0]
-            if rep:                                                        # rep 0: warm-up
-                times[name].append(time.perf_counter() - start)
+    state, losses = history_pairs(problems["tiled"].x, history, half), {}
+
+    def step(name):
+        problem = problems[name]
+        return lambda: losses.update({name: problem.objective.value_and_grad(problem.x)[0]})
+    times = time_alternating({name: (step(name), None) for name in problems}, repeats)
     del state
     return {**{name: statistics.median(s) for name, s in times.items()}, "loss": losses["tiled"]}
 
@@ -151,12 +155,10 @@ def main(argv=None):
             print(f"{side:>6} {'-':>8} {'-':>6} {'f32':>6} {base['seconds']:>8.2f} {1:>9.2f} "
                   f"{format_bytes(base['peak']):>10} {'':>10}  {base['loss']:.6g}")
         for text in args.budgets:
-            try:
-                tile, half, planned = chosen_tile(size, parse_memory(text), args.lbfgs_history,
-                                                  args.lbfgs_history_precision)
-            except UserError as e:                  # a budget too small: say so, go on
-                print(f"{side:>6} {text:>8}  {e}")
+            chosen = budget_choice(size, text, args)
+            if chosen is None:
                 continue
+            tile, half, planned = chosen
             got = in_fresh_process(size, tile, args.repeats, args.lbfgs_history,
                                    args.release_memory, half)
             ratio = f"{got['seconds'] / base['seconds']:.2f}" if base else "-"
@@ -166,14 +168,23 @@ def main(argv=None):
                   f"{got['loss']:.6g}")
 
 
-def alternate_row(size, text, args):
-    """One --alternate line: the untiled and tiled medians of one fresh process, and their ratio."""
+def budget_choice(size, text, args):
+    """chosen_tile for the budget ``text``, or None after a line saying why it cannot run (a
+    budget unparsable or too small)."""
     try:
-        tile, half, planned = chosen_tile(size, parse_memory(text), args.lbfgs_history,
-                                          args.lbfgs_history_precision)
+        return chosen_tile(size, parse_memory(text), args.lbfgs_history,
+                           args.lbfgs_history_precision)
     except UserError as e:
         print(f"{size[0]:>6} {text:>8}  {e}")
+        return None
+
+
+def alternate_row(size, text, args):
+    """One --alternate line: the untiled and tiled medians of one fresh process, and their ratio."""
+    chosen = budget_choice(size, text, args)
+    if chosen is None:
         return
+    tile, half, planned = chosen
     if tile is None:
         print(f"{size[0]:>6} {text:>8}  fits untiled: nothing to alternate")
         return

@@ -12,7 +12,9 @@ gradient being summed, and at any moment either one tile's iteration or the tota
 the window's iteration being plan.py's own model of one untiled iteration on the window (which
 counts, a little generously, the window's own TV and image gradient too), the crops the copies of
 the owned positions tiled.Crop makes, and 3 images the TV's two differences and its gradient.
-The peak grows with the tile, so the largest tile under a budget is found by trying the tile counts 1, 2, 3, ... in turn.
+The peak grows with the tile, so the largest tile under a budget is found by trying the tile
+counts 1, 2, 3, ... in turn. ``choose_tile_and_history`` also decides whether L-BFGS's pairs are
+kept in float16 (--lbfgs-history-precision auto: when that lets the tiles grow).
 """
 import math
 from dataclasses import dataclass
@@ -149,7 +151,8 @@ def choose_tile_and_history(net, size, *, precision="full", tile=None, max_memor
                            half_history=half, **options)
     if precision != "auto" or tile is not None or max_memory is None or \
             options.get("optimizer", "lbfgs") != "lbfgs":
-        return _with(choose(precision == "half"), precision == "half")
+        found, why = choose(precision == "half")
+        return found, precision == "half", why
     try:
         full = choose(False)
     except UserError:
@@ -158,10 +161,5 @@ def choose_tile_and_history(net, size, *, precision="full", tile=None, max_memor
         return None, False, None               # untiled: the history is no burden
     half = choose(True)                        # UserError when not even half precision fits
     if full is not None and half[0] <= full[0]:
-        return _with(full, False)
+        return full[0], False, full[1]
     return half[0], True, half[1] + ", with L-BFGS's history in float16 (half its bytes)"
-
-
-def _with(choice, half):
-    """(tile, half, sentence) from choose_tile's (tile, sentence)."""
-    return choice[0], half, choice[1]
