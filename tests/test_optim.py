@@ -106,7 +106,7 @@ def test_lbfgs_in_float32_stays_float32_and_converges():
 def test_lbfgs_with_half_history_converges_like_full(dtype):
     # float16 pairs only change how well H approximates the inverse Hessian: Rosenbrock's
     # minimiser is reached to the same tolerance as in test_lbfgs_in_float32_stays_float32...,
-    # within twice the iterations the full history needs (here about 45 and 55).
+    # within twice the iterations the full history needs (here 50-53 for both).
     full = run(LBFGS(rosen_start(6, dtype), rosenbrock), 300, gtol=1e-5)
     half = run(LBFGS(rosen_start(6, dtype), rosenbrock, half_history=True), 300, gtol=1e-5)
     np.testing.assert_allclose(half.x, 1.0, atol=1e-3)
