@@ -93,7 +93,7 @@ def explain_tiled_text(tiled, *, gflops=None, device="cpu"):
     (h, w), (rows, cols) = layout.size, layout.grid
     rm, cm = layout.margins
     wh, ww = layout.largest_window
-    flop = whole.flop * tiled.work * 1.5     # pass 2 forward + backward, pass 1 forward
+    flop, first = tiled.flop, tiled.moment_layout    # pass 2 forward + backward, pass 1 forward
     lines = ["The largest window's iteration (each tile's, at most):",
              explain_text(tiled.window, device=device), "",
              f"Tiled at {w}x{h}: {layout.tile} px tiles, a grid of {rows} x {cols} "
@@ -110,6 +110,9 @@ def explain_tiled_text(tiled, *, gflops=None, device="cpu"):
              "  passes per iteration                  per tile a forward (the moments), then "
              "per tile",
              "                                        a forward and backward",
+             f"  the moments' pass                     {first.tile} px tiles, a grid of "
+             f"{first.grid[0]} x {first.grid[1]}, work {tiled.moment_overhead:.2f}x "
+             f"(no graph: {format_bytes(tiled.moment_window_bytes)} on its largest window)",
              f"  FLOP, estimated                       {format_count(flop)}  "
              f"({flop / whole.flop:.2f}x untiled)",
              f"  the program and its images            {format_bytes(tiled.held_bytes)}",

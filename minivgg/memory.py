@@ -125,6 +125,28 @@ def forward_peaks(layers, requested):
     return peaks
 
 
+def forward_only_peaks(layers, loss_layers, *, band_bytes):
+    """Per layer, the bytes a forward without a graph holds: tiled.py's pass 1 on one window.
+
+    Nothing is kept for backward and no output for the losses (each loss layer's owned positions
+    are summed into moments as soon as they are made, in bands of at most ``band_bytes`` in
+    all, tiled.band_moments: a band's copy and its weighted copy). A conv or pool holds its
+    input, its output and its work buffers; a ReLU runs over its conv's output in place, with
+    its transient boolean mask; any layer's output may then be copied once, cropped to the span
+    the deeper layers need (tiled.SpanCrops), the uncropped one still held while a loss layer's
+    bands are summed: two outputs and the bands at once, at most.
+    """
+    peaks, previous = [], None
+    for la in layers:
+        given = previous.out_bytes if previous is not None else 0
+        runs = la.out_bytes + la.saved_bytes if la.kind == "relu" else \
+            given + la.out_bytes + la.forward_bytes
+        bands = min(band_bytes, 2 * la.out_bytes) if la.name in loss_layers else 0
+        peaks.append(max(runs, 2 * la.out_bytes) + bands)
+        previous = la
+    return peaks
+
+
 def backward_peaks(layers, kept, loss_layers, *, image_bytes):
     """Per layer, the bytes one iteration holds while its backward runs.
 

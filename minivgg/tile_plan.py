@@ -7,19 +7,24 @@ run holds (the weights, Winograd's kernels, the losses' targets, the optimiser's
 planned on the whole image as plan.py does, and with --style-masks the masks at every style
 layer's resolution, held whole: a tile weights its owned positions by views of them), the image's
 gradient being summed, and at any moment either one tile's iteration or the total variation's:
-    peak = held + weights + kernels + targets + optimiser state + masks + gradient
-           + max(iteration of the largest window + its crops of the loss layers, 3 images),
+    pass 2 = gradient + max(iteration of the largest window + its crops of the loss layers,
+                            3 images),
 the window's iteration being plan.py's own model of one untiled iteration on the window (which
 counts, a little generously, the window's own TV and image gradient too), the crops the copies of
 the owned positions tiled.Crop makes, and 3 images the TV's two differences and its gradient.
+Pass 1 (the moments) runs before the gradient exists, a forward without a graph on its own,
+larger tiles (``moment_tile``): pass 1 = its largest window's memory.forward_only_peaks. Then
+    peak = held + weights + kernels + targets + optimiser state + masks + max(pass 1, pass 2).
 The peak grows with the tile, so the largest tile under a budget is found by trying the tile
-counts 1, 2, 3, ... in turn. ``choose_tile_and_history`` also decides whether L-BFGS's pairs are
-kept in float16 (--lbfgs-history-precision auto: when that lets the tiles grow).
+counts 1, 2, 3, ... in turn: first pass 2's, then, with that, pass 1's (``moment_tile_for``).
+``choose_tile_and_history`` also decides whether L-BFGS's pairs are kept in float16
+(--lbfgs-history-precision auto: when that lets the tiles grow).
 """
 import math
 from dataclasses import dataclass
 
-from . import plan, tiles
+from . import memory, plan, tiles
+from .device import Device
 from .errors import UserError
 from .explain import format_bytes
 
@@ -38,13 +43,32 @@ def held_bytes(shapes, itemsize=4):
 
 @dataclass(frozen=True)
 class TiledPlan:
-    """The plan of one tiled iteration: the grid, the whole image's and the largest window's."""
+    """The plan of one tiled iteration: the grids, the whole image's and the largest windows'."""
     layout: tiles.Layout
     whole: plan.IterationPlan     # on the whole image: weights, kernels, targets, state
     window: plan.IterationPlan    # one untiled iteration on the largest window
     loss_layers: tuple            # the layers the losses read
     held_bytes: int = 0           # held_bytes: the interpreter and the run's images
     work: float = 1.0             # tiles.work_overhead: conv multiply-adds per pass over untiled
+    moments: tiles.Layout = None  # pass 1's grid (tiled.TiledObjective's moment_tile); None: layout
+    moment_window_bytes: int = 0  # pass 1 on its largest window: memory.forward_only_peaks
+    moment_work: float = None     # tiles.work_overhead of pass 1's grid; None: work
+
+    @property
+    def moment_layout(self):
+        """Pass 1's grid: ``moments``, or pass 2's own."""
+        return self.moments or self.layout
+
+    @property
+    def moment_overhead(self):
+        """Pass 1's conv work over the untiled forward's: ``moment_work``, or pass 2's."""
+        return self.work if self.moment_work is None else self.moment_work
+
+    @property
+    def flop(self):
+        """FLOP of one tiled iteration: pass 2's forward and backward over its windows, pass 1's
+        forward (half an untiled iteration's FLOP) over its own."""
+        return self.whole.flop * (self.work + self.moment_overhead / 2)
 
     @property
     def crop_bytes(self):
@@ -60,7 +84,8 @@ class TiledPlan:
     def peak_bytes(self):
         w = self.whole
         return (self.held_bytes + w.weight_bytes + w.kernel_bytes + w.target_bytes
-                + w.state_bytes + w.mask_bytes + self.iteration_bytes)
+                + w.state_bytes + w.mask_bytes
+                + max(self.iteration_bytes, self.moment_window_bytes))
 
 
 def loss_layers(options):
@@ -69,16 +94,34 @@ def loss_layers(options):
                                *options.get("content_layers", ())]))
 
 
-def plan_tiled(net, size, tile, *, whole=None, held=0, **options):
-    """The TiledPlan of ``tile`` px tiles on an image of ``size`` (H, W); options: those of
-    plan.plan_iteration (style_layers, content_layers, history, device...). whole: the untiled
-    plan of ``size``, when the caller has it (it does not depend on the tile); held: held_bytes
-    of the run, or 0 to plan the arrays alone."""
+def plan_tiled(net, size, tile, *, moment_tile=None, whole=None, held=0, **options):
+    """The TiledPlan of ``tile`` px tiles on an image of ``size`` (H, W), pass 1 in
+    ``moment_tile`` px tiles (None: ``tile``); options: those of plan.plan_iteration
+    (style_layers, content_layers, history, device...). whole: the untiled plan of ``size``,
+    when the caller has it (it does not depend on the tile); held: held_bytes of the run, or 0
+    to plan the arrays alone."""
     names = loss_layers(options)
     grid = tiles.layout(net.layers, names, size, tile)
+    moments = tiles.layout(net.layers, names, size, moment_tile or tile)
     whole = whole or plan.plan_iteration(net, size, **options)
     return TiledPlan(grid, whole, plan.plan_iteration(net, grid.largest_window, **options),
-                     tuple(names), held, tiles.work_overhead(net.layers, names, grid))
+                     tuple(names), held, tiles.work_overhead(net.layers, names, grid),
+                     moments, forward_only_bytes(net, moments.largest_window, options),
+                     tiles.work_overhead(net.layers, names, moments))
+
+
+def forward_only_bytes(net, window, options):
+    """Pass 1's peak on a ``window`` (H, W): memory.forward_only_peaks down to the deepest style
+    layer, each style layer's moments summed in bands of the device's work-buffer size (and a
+    weighted copy of each band, with masks); 0 without style layers (there is no pass 1)."""
+    style = list(options.get("style_layers", ()))
+    if not style:
+        return 0
+    layers = plan.layer_costs(net, window, deepest=plan.deepest_layer(net, style),
+                              batch=options.get("batch", 1), itemsize=options.get("itemsize", 4),
+                              device=options.get("device", "cpu"))
+    band = 2 * Device(options.get("device", "cpu")).chunk * options.get("itemsize", 4)
+    return max(memory.forward_only_peaks(layers, style, band_bytes=band))
 
 
 def stride(net, options):
@@ -101,6 +144,25 @@ def largest_tile_that_fits(net, size, budget, *, whole=None, held=0, **options):
                            **options).peak_bytes <= budget:
             return tile
     return None
+
+
+def moment_tile_for(net, size, tile, *, max_memory=None, whole=None, held=0, **options):
+    """Pass 1's tile (tiled.TiledObjective's moment_tile) for pass 2's ``tile``: the largest
+    ``evened`` tile, cutting the longest side into 1, 2, ... tiles, fewer than ``tile`` does,
+    with which the TiledPlan's peak is within ``max_memory``; ``tile`` itself without a budget
+    or when no larger one fits. Pass 1 is a forward without a graph: its window may be about
+    twice as large for the same memory, and every tile fewer is margin not recomputed."""
+    if max_memory is None:
+        return tile
+    s, longest = stride(net, options), max(size)
+    whole = whole or plan.plan_iteration(net, size, **options)
+    for count in range(1, math.ceil(longest / tile)):
+        candidate = evened(math.ceil(longest / count), size, s)
+        if math.ceil(longest / candidate) == count and candidate > tile and \
+                plan_tiled(net, size, tile, moment_tile=candidate, whole=whole, held=held,
+                           **options).peak_bytes <= max_memory:
+            return candidate
+    return tile
 
 
 def evened(tile, size, stride):
@@ -132,12 +194,22 @@ def choose_tile(net, size, *, tile=None, max_memory=None, held=0, **options):
         raise UserError(f"--max-memory {format_bytes(max_memory)} is too small for a {w}x{h} "
                         f"image: even the smallest tiles need about {format_bytes(least)}; give "
                         f"--max-memory {math.ceil(least / 2 ** 20)}M or more, or a smaller --size")
-    tiled = plan_tiled(net, size, found, whole=whole, held=held, **options)
-    rows, cols = tiled.layout.grid
+    moment = moment_tile_for(net, size, found, max_memory=max_memory, whole=whole, held=held,
+                             **options)
+    tiled = plan_tiled(net, size, found, moment_tile=moment, whole=whole, held=held, **options)
     return found, (f"one iteration at {w}x{h} needs about "
                    f"{format_bytes(held + whole.peak_bytes)}, more "
-                   f"than --max-memory {format_bytes(max_memory)}: running tiled, {found} px "
-                   f"tiles ({rows} x {cols}), about {format_bytes(tiled.peak_bytes)}")
+                   f"than --max-memory {format_bytes(max_memory)}: running tiled, "
+                   f"{grid_words(tiled)}, about {format_bytes(tiled.peak_bytes)}")
+
+
+def grid_words(tiled):
+    """"416 px tiles (5 x 5; the moments' pass in 1024 px tiles, 2 x 2)" of a TiledPlan."""
+    (rows, cols), first = tiled.layout.grid, tiled.moment_layout
+    words = f"{tiled.layout.tile} px tiles ({rows} x {cols}"
+    if first.tile != tiled.layout.tile:
+        words += f"; the moments' pass in {first.tile} px tiles, {first.grid[0]} x {first.grid[1]}"
+    return words + ")"
 
 
 def choose_tile_and_history(net, size, *, precision="full", tile=None, max_memory=None, held=0,

@@ -30,6 +30,7 @@ loss of the moments is guided.py's (``guided_moments_loss``), and the surrogate'
 summed over the regions, with that region's weighted moments of F_t.
 """
 import miniautograd as ag
+from miniautograd import backend
 
 from . import guided, losses, tiles
 
@@ -100,16 +101,42 @@ class TileRunner:
                                           (1, (tile.left, tile.right))))
         return {name: (rows[name], cols[name]) for name in rows}
 
-    def owned(self, tile, x, *, record=False):
-        """(input Tensor, its (r0, r1, c0, c1) in x, {layer: the owned F_t}, {layer: its global
-        (row, col) offset}). x: the whole (N, 3, H, W) array; with ``record`` the input requires
-        a gradient and the crops are Crop nodes, else the F_t are plain arrays."""
+    def spans(self, tile):
+        """tiles.needed_spans of ``tile`` on both axes; ValueError when its input span is not
+        inside its planned window (the margins would be short: a planning error)."""
         spans = self.per_axis(tiles.needed_spans, tile)
         (r0, r1), (c0, c1) = spans["input"]
         w = tile.window
         if r0 < w[0] or r1 > w[1] or c0 < w[2] or c1 > w[3]:
             raise ValueError(f"TileRunner: the tile needs input rows {r0}..{r1}, columns "
                              f"{c0}..{c1}, outside its planned window {w}: the margins are short")
+        return spans
+
+    def visit_owned(self, tile, x, visit):
+        """Pass 1's forward of ``tile`` on x (N, 3, H, W), without a graph: visit(layer, F_t,
+        (row, col) offset) for each loss layer as soon as it is made, F_t a *view* of its owned
+        positions that is gone once visit returns. Nothing is held for the losses, so the network
+        writes its ReLUs over the convolutions' outputs: a window needs about half the memory of
+        one whose forward records the graph (memory.forward_only_peaks), and can be larger."""
+        spans, owned = self.spans(tile), self.per_axis(tiles.owned_spans, tile)
+        (r0, r1), (c0, c1) = spans["input"]
+        crops = SpanCrops(spans, (r0, c0), record=False)
+
+        def after(spec, h):
+            h = crops(spec, h)
+            if spec.name in owned:
+                ((u0, u1), (v0, v1)), ((a, _), (c, _)) = owned[spec.name], spans[spec.name]
+                visit(spec.name, h.data[:, :, u0 - a:u1 - a, v0 - c:v1 - c], (u0, v0))
+            return h
+        deepest = max(self.layers, key=self.net.layer_names.index)
+        self.net(x[:, :, r0:r1, c0:c1], [deepest], after=after)
+
+    def owned(self, tile, x, *, record=False):
+        """(input Tensor, its (r0, r1, c0, c1) in x, {layer: the owned F_t}, {layer: its global
+        (row, col) offset}). x: the whole (N, 3, H, W) array; with ``record`` the input requires
+        a gradient and the crops are Crop nodes, else the F_t are plain arrays."""
+        spans = self.spans(tile)
+        (r0, r1), (c0, c1) = spans["input"]
         xw = ag.Tensor(x[:, :, r0:r1, c0:c1], requires_grad=record)
         out = self.net(xw, self.layers, after=SpanCrops(spans, (r0, c0), record=record))
         owned = self.per_axis(tiles.owned_spans, tile)
@@ -147,23 +174,43 @@ def region_moments(F, mask, total, *, need_mean=True):
     return ag.sum(ag.reshape(F, (N, C, h * w)), axis=2, keepdims=True) / total, R  # (N, C, 1)
 
 
+def band_moments(F, mask):
+    """(sum_p m_p f_p (N, C, 1), sum_p m_p f_p f_p^T (N, C, C)) arrays of an array F (N, C, h, w),
+    which may be a strided view, weighted by ``mask`` (1, 1, h, w), or None for weight 1.
+
+    Summed over bands of rows, each copied contiguous on its own (at most the engine's work
+    buffer, backend.default_chunk, in elements): no copy of the whole of F is made. For pass 1,
+    which needs no graph; pass 2's surrogate takes its moments as Tensors (region_moments)."""
+    xp = ag.get_array_module(F)
+    N, C, h, w = F.shape
+    step = max(1, backend.default_chunk(xp) // max(N * C * w, 1))
+    mu, R = xp.zeros((N, C, 1), dtype=F.dtype), xp.zeros((N, C, C), dtype=F.dtype)
+    for r in range(0, h, step):
+        band = xp.ascontiguousarray(F[:, :, r:r + step]).reshape(N, C, -1)   # (N, C, rows*w)
+        weighted = band if mask is None else band * mask[:, :, r:r + step].reshape(1, 1, -1)
+        R += weighted @ band.swapaxes(1, 2)                 # (N, C, rows*w) @ (N, rows*w, C)
+        mu += weighted.sum(axis=2, keepdims=True)
+    return mu, R
+
+
 def moment_sums(runner, image, masks=None):
     """Pass 1: ({layer: [per region (sum of m_p f_p (N, C, 1), sum of m_p f_p f_p^T (N, C, C))]},
     {layer: [per region W_r = sum of m_p]}) over the owned positions of the tiles of ``runner``
-    (a TileRunner) on an (N, 3, H, W) array. masks: {layer: region_masks}; None: no masks."""
+    (a TileRunner) on an (N, 3, H, W) array, each layer's added as soon as a tile makes it
+    (TileRunner.visit_owned). masks: {layer: region_masks}; None: no masks."""
     masks = masks or {name: (None,) for name in runner.layers}
     sums = {name: [None] * len(masks[name]) for name in runner.layers}
     weights = {name: [0.0] * len(masks[name]) for name in runner.layers}
+
+    def add(name, F, offset):
+        for r, mask in enumerate(masks[name]):
+            m = owned_mask(mask, offset, F.shape)
+            s, old = band_moments(F, m), sums[name][r]
+            sums[name][r] = s if old is None else (old[0] + s[0], old[1] + s[1])
+            weights[name][r] += F.shape[2] * F.shape[3] if m is None else \
+                guided.total_weight(m)
     for t in runner.layout.tiles:
-        _, _, found, offsets = runner.owned(t, image)
-        for name, F in found.items():
-            for r, mask in enumerate(masks[name]):
-                m = owned_mask(mask, offsets[name], F.shape)
-                s = tuple(v.data for v in region_moments(ag.Tensor(F), m, 1.0))
-                old = sums[name][r]
-                sums[name][r] = s if old is None else (old[0] + s[0], old[1] + s[1])
-                weights[name][r] += F.shape[2] * F.shape[3] if m is None else \
-                    guided.total_weight(m)
+        runner.visit_owned(t, image, add)
     return sums, weights
 
 
@@ -210,17 +257,22 @@ class TiledObjective:
 
     objective: a losses.Objective (its net, targets, weights and style loss are used as they
     are; guided.GuidedTarget style targets, from --style-masks, make it guided); tile: the tile
-    side, a multiple of the deepest loss layer's stride (tiles.py).
+    side of pass 2, a multiple of the deepest loss layer's stride (tiles.py); moment_tile: pass
+    1's, the same by default. Pass 1 records no graph, so its windows need about half the
+    memory and can be larger: fewer tiles, less margin recomputed (tile_plan.py chooses both).
+    Any two grids give the same value and gradient: each owns every position exactly once.
     """
 
-    def __init__(self, objective, *, tile):
+    def __init__(self, objective, *, tile, moment_tile=None):
         self.objective, self.tile = objective, int(tile)
+        self.moment_tile = self.tile if moment_tile is None else int(moment_tile)
         self.net, self.layers = objective.net, objective.layers
         self.regions = {name: region_masks(A) for name, A in objective.style.items()}
 
-    def layout(self, size):
-        """The tiles.Layout of an image of ``size`` (H, W)."""
-        return tiles.layout(self.net.layers, self.layers, size, self.tile)
+    def layout(self, size, *, moments=False):
+        """The tiles.Layout of an image of ``size`` (H, W): pass 2's, or pass 1's (``moments``)."""
+        tile = self.moment_tile if moments else self.tile
+        return tiles.layout(self.net.layers, self.layers, size, tile)
 
     def moment_loss(self, name, moments):
         """E_l of style layer ``name`` from its regions' whole-image moments [(mu, R) or None]:
@@ -277,7 +329,9 @@ class TiledObjective:
     def value_and_grad(self, x):
         """(total, dL/dx, {term: float}) for an image array x (N, 3, H, W), as Objective's."""
         o, grid = self.objective, self.layout(x.shape[2:])
-        sums, weights = moment_sums(TileRunner(self.net, list(o.style), grid), x, self.regions)
+        sums, weights = moment_sums(TileRunner(self.net, list(o.style),
+                                               self.layout(x.shape[2:], moments=True)),
+                                    x, self.regions)
         style, style_grads = self.style_term(whole_moments(sums, weights))
         xt = ag.Tensor(x, requires_grad=True)
         tv = o.gamma * losses.tv_loss(xt)

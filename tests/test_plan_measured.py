@@ -77,3 +77,25 @@ def test_model_matches_the_memory_of_a_real_iteration(size, style_layers, conten
     # Within 15% (the issue's bound): small arrays (the losses' scalars, Gram intermediates
     # freed at once) and Python objects are not modelled.
     assert plan.iteration_bytes == pytest.approx(measured, rel=0.15)
+
+
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+@pytest.mark.parametrize("size, window", [((96, 80), 96), ((150, 130), 48)])
+def test_pass_one_model_bounds_what_a_tile_allocates(size, window, pooling):
+    """tiled.py's pass 1 (a forward without a graph, each style layer's moments summed as it is
+    made) against memory.forward_only_peaks on its largest window: whole (one tile) and cut."""
+    from minivgg import tile_plan, tiled, tiles
+    net = random_vgg19(pooling=pooling, channels=CHANNELS)
+    grid = tiles.layout(net.layers, STYLE + ["relu4_2"], size, window)
+    runner = tiled.TileRunner(net, STYLE, grid)
+    x = np.random.default_rng(1).uniform(-100, 100, (1, 3, *size)).astype(np.float32)
+    tiled.moment_sums(runner, x)               # the first makes the Winograd kernels, then held
+    _, measured = traced_peak(lambda: tiled.moment_sums(runner, x))
+    modelled = tile_plan.forward_only_bytes(net, grid.largest_window,
+                                            dict(style_layers=STYLE))
+    # Beyond the model: a conv's ufunc slack, as above, and the moments being summed (per style
+    # layer mu (C, 1) and R (C, C), a few KiB where the arrays are MiB).
+    by_name = {la.name: la for la in P.plan_iteration(net, size, style_layers=STYLE).layers}
+    sums = sum(4 * (c * c + c) for c in (by_name[name].shape[1] for name in STYLE))
+    assert measured <= modelled + SLACK + sums
+    assert modelled <= 1.25 * measured

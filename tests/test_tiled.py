@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import miniautograd as ag
+from miniautograd import backend
 from minivgg import guided, losses, masks, tiled, tiles
 from minivgg.vgg import random_vgg19, vgg19_layer_specs
 
@@ -165,6 +166,37 @@ def test_tiled_value_and_gradient_equal_the_untiled_in_float64(pooling, style_lo
     assert np.abs(gt - g).max() <= 1e-10 * np.abs(g).max()
 
 
+@pytest.mark.parametrize("pooling,tile,moment_tile", [("avg", 48, 144), ("max", 96, 288)])
+def test_the_moments_pass_in_larger_tiles_gives_the_same_value_and_gradient(pooling, tile,
+                                                                          moment_tile):
+    """Pass 1 on its own grid (3 x 2 windows, or one: 288 px holds the 279x263 image whole),
+    pass 2 on a finer one: both own every position once, so the result is the untiled one."""
+    obj, x = objective(small_net(pooling), SHAPE)
+    L, g, parts = obj.value_and_grad(x)
+    two = tiled.TiledObjective(obj, tile=tile, moment_tile=moment_tile)
+    first, second = two.layout(SHAPE, moments=True), two.layout(SHAPE)
+    assert first.tile == moment_tile and len(first.tiles) < len(second.tiles)
+    Lt, gt, parts_t = two.value_and_grad(x)
+    assert abs(Lt - L) <= 1e-10 * abs(L)
+    assert parts_t["style"] == pytest.approx(parts["style"], rel=1e-10)
+    assert relative(gt, g) <= 1e-10
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_band_moments_sum_a_strided_view_band_by_band(monkeypatch, weighted):
+    """Pass 1's moments of a view (no copy of it made), one row per band here (the work buffer
+    shrunk to 50 elements), against the moments of a contiguous copy in one product."""
+    monkeypatch.setitem(backend.CHUNK_ELEMENTS, "cpu", 50)
+    rng = np.random.default_rng(3)
+    F = rng.normal(size=(2, 4, 30, 20))[:, :, 3:25, 2:17]            # (2, 4, 22, 15), strided
+    mask = rng.random((1, 1, 22, 15)) if weighted else None
+    mu, R = tiled.band_moments(F, mask)
+    flat = np.ascontiguousarray(F).reshape(2, 4, -1)
+    weighted_flat = flat if mask is None else flat * mask.reshape(1, 1, -1)
+    np.testing.assert_allclose(R, weighted_flat @ flat.swapaxes(1, 2), rtol=1e-12)
+    np.testing.assert_allclose(mu, weighted_flat.sum(axis=2, keepdims=True), rtol=1e-12)
+
+
 @pytest.mark.parametrize("tile", [4, 8, 20])
 def test_shallow_layers_tile_finely_and_exactly(tile):
     """Down to relu3_1 the stride is 4 and the margins 24 and 22 px: small tiles of an odd
@@ -246,17 +278,21 @@ def guided_objective(net, shape, *, style_loss, layers, content_layers, seed=0):
 
 
 @pytest.mark.parametrize("pooling", ["avg", "max"])
-@pytest.mark.parametrize("style_loss", ["gram", "meancov"])
-def test_tiled_guided_value_and_gradient_equal_the_untiled_in_float64(pooling, style_loss):
+@pytest.mark.parametrize("style_loss,moment_tile", [("gram", None), ("meancov", None),
+                                                    ("gram", 40)])
+def test_tiled_guided_value_and_gradient_equal_the_untiled_in_float64(pooling, style_loss,
+                                                                      moment_tile):
     """Two overlapping soft masks on an odd 77x53 image, cut into 20 px tiles on every side
     (down to relu3_1: stride 4), the masks pooled twice: each region's weighted moments
-    summed over the tiles' crops of its masks give the untiled guided loss and gradient."""
+    summed over the tiles' crops of its masks give the untiled guided loss and gradient; the
+    same with the moments' pass in 40 px tiles."""
     obj, x = guided_objective(small_net(pooling), (77, 53), style_loss=style_loss,
                               layers=["relu1_2", "relu2_1", "relu3_1"],
                               content_layers=["relu2_1"])
     assert_interior_cuts(obj, x, 20)
     L, g, parts = obj.value_and_grad(x)
-    Lt, gt, parts_t = tiled.TiledObjective(obj, tile=20).value_and_grad(x)
+    Lt, gt, parts_t = tiled.TiledObjective(obj, tile=20,
+                                           moment_tile=moment_tile).value_and_grad(x)
     assert parts_t["style"] == pytest.approx(parts["style"], rel=1e-10)
     assert abs(Lt - L) <= 1e-10 * abs(L)
     assert relative(gt, g) <= 1e-10

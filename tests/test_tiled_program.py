@@ -107,6 +107,25 @@ def test_the_budget_counts_the_program_and_its_images():
                                  **OPTIONS)[0] is not None     # untiled no longer fits with them
 
 
+def test_the_moments_pass_takes_the_largest_tile_the_budget_allows():
+    """At 2048 px under 2G with float16 pairs: pass 2 in 416 px tiles, pass 1 (no graph) in
+    1024 px ones, said in the planning line; the plan's peak stays within the budget, and one
+    tile fewer for pass 1 (the whole image) does not fit. Without a budget: the same tile."""
+    size, options = (2048, 2048), dict(OPTIONS, half_history=True)
+    held = tile_plan.held_bytes([size, size])
+    tile, why = tile_plan.choose_tile(LAYOUT, size, max_memory=2 * GIB, held=held, **options)
+    first = tile_plan.moment_tile_for(LAYOUT, size, tile, max_memory=2 * GIB, held=held,
+                                      **options)
+    assert (tile, first) == (416, 1024)
+    assert "416 px tiles (5 x 5; the moments' pass in 1024 px tiles, 2 x 2)" in why
+    chosen = tile_plan.plan_tiled(LAYOUT, size, tile, moment_tile=first, held=held, **options)
+    assert chosen.peak_bytes <= 2 * GIB and chosen.moment_overhead < chosen.work
+    whole = tile_plan.plan_tiled(LAYOUT, size, tile, moment_tile=2048, held=held, **options)
+    assert whole.peak_bytes > 2 * GIB
+    assert chosen.moment_window_bytes < whole.moment_window_bytes
+    assert tile_plan.moment_tile_for(LAYOUT, size, tile, **options) == tile
+
+
 def test_the_tiled_peak_falls_with_the_tile():
     peaks = [tile_plan.plan_tiled(LAYOUT, (2048, 2048), t, **OPTIONS).peak_bytes
              for t in (1024, 512, 256, 128)]
@@ -122,6 +141,7 @@ def test_explain_shows_the_grid_margins_overhead_and_peak(capsys, images, tiny_m
     assert "Tiled at 48x36: 16 px tiles, a grid of 3 x 3 (9 tiles)" in out
     assert "margins                               80 px top, 70 px bottom" in out
     assert "pixels computed per pass" in out and "tiled peak memory estimate" in out
+    assert "the moments' pass                     16 px tiles, a grid of 3 x 3" in out
 
 
 @pytest.mark.parametrize("pooling", ["avg", "max"])
@@ -134,6 +154,28 @@ def test_a_tiled_run_gives_the_untiled_result(images, tiny_mat, pooling):
     untiled = np.asarray(minivgg.stylize(str(content), str(style), **common), dtype=int)
     tiled = np.asarray(minivgg.stylize(str(content), str(style), tile=16, **common), dtype=int)
     assert np.abs(untiled - tiled).max() <= 1
+
+
+def test_the_moments_tile_reaches_the_objective_and_its_targets(images, tiny_mat, monkeypatch):
+    """The tile plan's moments tile (made 32 px here, pass 2 in 16) is the one the objective's
+    pass 1 and the targets' forwards run in, and the run still gives the untiled result."""
+    from minivgg import tiled
+    content, style = images
+    monkeypatch.setattr(tile_plan, "moment_tile_for", lambda net, size, tile, **_: 2 * tile)
+    seen = {}
+    for name in ("tiled_responses", "tiled_moments"):
+        original = getattr(tiled, name)
+        monkeypatch.setattr(tiled, name, lambda *a, _f=original, _n=name, **k:
+                            seen.setdefault(_n, k["tile"]) and _f(*a, **k))
+    made = tiled.TiledObjective.__init__
+    monkeypatch.setattr(tiled.TiledObjective, "__init__", lambda self, o, **k:
+                        seen.setdefault("objective", k) and made(self, o, **k))
+    common = dict(size=48, iterations=2, weights=str(tiny_mat), quiet=True, lbfgs_history=3)
+    untiled = np.asarray(minivgg.stylize(str(content), str(style), **common), dtype=int)
+    two = np.asarray(minivgg.stylize(str(content), str(style), tile=16, **common), dtype=int)
+    assert seen == {"tiled_responses": 32, "tiled_moments": 32,
+                    "objective": {"tile": 16, "moment_tile": 32}}
+    assert np.abs(untiled - two).max() <= 1
 
 
 @pytest.mark.parametrize("pooling", ["avg", "max"])
@@ -181,12 +223,14 @@ def test_a_scale_no_longer_than_the_tile_runs_untiled():
     from types import SimpleNamespace
 
     from minivgg.stylize.objective import at_scale
-    Job = dataclasses.make_dataclass("Job", ["content", "alpha", "styles", "tile"])
-    job = Job(np.zeros((36, 48, 3), np.float32), None, [np.zeros((32, 32, 3), np.float32)], 32)
+    Job = dataclasses.make_dataclass("Job", ["content", "alpha", "styles", "tile", "moment_tile"])
+    job = Job(np.zeros((36, 48, 3), np.float32), None, [np.zeros((32, 32, 3), np.float32)], 32,
+              48)
     schedule = SimpleNamespace(content_shapes=[(18, 24), (36, 48)],
                                style_shapes=[[(16, 16)], [(32, 32)]])
-    assert at_scale(job, schedule, 0).tile is None        # 24 px: one tile would hold it whole
-    assert at_scale(job, schedule, 1).tile == 32
+    coarse, final = at_scale(job, schedule, 0), at_scale(job, schedule, 1)
+    assert (coarse.tile, coarse.moment_tile) == (None, None)   # 24 px: one tile holds it whole
+    assert (final.tile, final.moment_tile) == (32, 48)
 
 
 # -- L-BFGS's history in half precision ------------------------------------------------------------

@@ -49,13 +49,14 @@ class OfSavedPicture:
 
 def build_objective(job, opts, to_device):
     """losses.Objective with targets computed once from the content and the style images;
-    with ``job.tile`` all of it tile by tile (tiled.TiledObjective)."""
-    mean, tile = job.net.mean, job.tile
+    with ``job.tile`` all of it tile by tile (tiled.TiledObjective; the targets, forwards
+    without a graph, in the moments' pass's tiles)."""
+    mean, (tile, first) = job.net.mean, job.tiling()
     x = to_device(image.preprocess(job.content, mean))
-    content = (tiled.tiled_responses(job.net, x, opts.content_layers, tile=tile) if tile else
+    content = (tiled.tiled_responses(job.net, x, opts.content_layers, tile=first) if tile else
                losses.content_targets(job.net, x, opts.content_layers))
     styles = [to_device(image.preprocess(rgb, mean)) for rgb in job.styles]
-    moments = functools.partial(tiled.tiled_moments, tile=tile) if tile else losses.image_moments
+    moments = functools.partial(tiled.tiled_moments, tile=first) if tile else losses.image_moments
     if job.masks:
         style = guided_style(job, opts, styles, to_device, moments)
     else:
@@ -66,7 +67,8 @@ def build_objective(job, opts, to_device):
                                  style_weight=opts.style_weight, tv_weight=opts.tv_weight,
                                  style_loss=opts.style_loss,
                                  layer_loss=guided.guided_layer_loss if job.masks else None)
-    objective = tiled.TiledObjective(objective, tile=tile) if tile else objective
+    objective = tiled.TiledObjective(objective, tile=tile, moment_tile=first) if tile else \
+        objective
     return OfSavedPicture(objective, mean, to_device=to_device)
 
 
@@ -107,8 +109,9 @@ def at_scale(job, schedule, k):
     styles = [image.resize_to(rgb, s) for rgb, s in zip(job.styles, schedule.style_shapes[k])]
     alpha = None if job.alpha is None else image.resize_to(job.alpha, shape)
     tile = job.tile if job.tile and max(shape) > job.tile else None
+    moment_tile = job.moment_tile if tile else None
     return dataclasses.replace(job, content=image.resize_to(job.content, shape), alpha=alpha,
-                               styles=styles, tile=tile)
+                               styles=styles, tile=tile, moment_tile=moment_tile)
 
 
 def resized_input(x, mean, shape):

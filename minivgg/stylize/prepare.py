@@ -36,8 +36,13 @@ class Job:
     net: object = None
     resume_from: Path = None  # the state file --resume continues from
     tile: int = None          # tiled evaluation (minivgg/tiled.py) in tiles of this side, or None
+    moment_tile: int = None   # its first pass's (the moments) tiles; None: ``tile``
     half_history: bool = False   # L-BFGS keeps its pairs as float16 (minivgg/lbfgs_history.py)
     masks: list = None        # --style-masks: (H, W) 0..1 arrays as read, one per style, or None
+
+    def tiling(self):
+        """(tile, moment_tile): both None when the run is untiled."""
+        return self.tile, (self.moment_tile or self.tile) if self.tile else None
 
 
 # -- paths we will write --------------------------------------------------------------------------
@@ -222,9 +227,9 @@ def plan_options(opts, device, **more):
 
 
 def check_memory(opts, net, shapes, device, say=print):
-    """(tile side or None for untiled, whether L-BFGS keeps its pairs in float16). With --tile
-    or --max-memory, tile_plan's choice for the content's shape (a line through ``say`` when it
-    tiles by itself); else UserError when one iteration on any of the images of ``shapes``
+    """(tile side or None for untiled, the moments' pass's tile side or None, whether L-BFGS
+    keeps its pairs in float16). With --tile or --max-memory, tile_plan's choice for the
+    content's shape (a line through ``say`` when it tiles by itself); else UserError when one iteration on any of the images of ``shapes``
     (H, W) will not fit in free RAM / GPU memory (skipped by --force). Run before the images are
     resized, so the free memory it measures (and the size it suggests) does not depend on the
     --size asked for."""
@@ -237,14 +242,17 @@ def check_memory(opts, net, shapes, device, say=print):
             **plan_options(opts, device))
         if why:
             say(why)
-        return tile, half
+        moment = tile and tile_plan.moment_tile_for(
+            net, tuple(shapes[0]), tile, max_memory=opts.max_memory,
+            held=tile_plan.held_bytes(shapes), **plan_options(opts, device, half_history=half))
+        return tile, moment, half
     if opts.force:
-        return None, half
+        return None, None, half
     available = device.free_bytes()
     for shape in shapes:
         fits.check_memory(net, tuple(shape), available=available,
                           **plan_options(opts, device, half_history=half))
-    return None, half
+    return None, None, half
 
 
 def explain_plan(opts, job):
@@ -255,7 +263,8 @@ def explain_plan(opts, job):
     size = job.content.shape[:2]
     if job.tile:
         shapes = [size, *(rgb.shape[:2] for rgb in job.styles)]
-        return tile_plan.plan_tiled(job.net, size, job.tile, held=tile_plan.held_bytes(shapes),
+        return tile_plan.plan_tiled(job.net, size, job.tile, moment_tile=job.moment_tile,
+                                    held=tile_plan.held_bytes(shapes),
                                     **options)
     return plan.plan_iteration(job.net, size, **options)
 
@@ -295,8 +304,8 @@ def prepare(opts, *, api=False, say=None):
     style_masks = read_style_masks(opts, content, shapes)
     net = load_network(opts, device)
     tiling = opts.tile is not None or opts.max_memory is not None
-    tile, half = check_memory(opts, net, shapes, device, say) if tiling or not opts.explain else \
-        (None, opts.lbfgs_history_precision == "half")
+    tile, moment_tile, half = check_memory(opts, net, shapes, device, say) \
+        if tiling or not opts.explain else (None, None, opts.lbfgs_history_precision == "half")
     content, alpha, styles, init = resize_images(opts, content, alpha, styles, shapes)
     if notice:
         say(notice)                   # only now: a refused run prints its error line alone
@@ -304,4 +313,4 @@ def prepare(opts, *, api=False, say=None):
                  if style_masks else []):
         say(line)
     return Job(output, log, content, alpha, styles, init, device, net, resume_from, tile,
-               half, style_masks)
+               moment_tile, half, style_masks)
