@@ -146,18 +146,29 @@ def largest_tile_that_fits(net, size, budget, *, whole=None, held=0, **options):
     return None
 
 
+MOMENT_TILE_LIMIT = 1024
+"""The largest tile pass 1 takes by itself (px). Larger windows run slower per pixel: on the
+2-core AMD EPYC of bench/README.md ("Pass 1 in its own, larger tiles"), pass 1 of a 4096 px
+image took 48.8 s in 1024 px tiles and 58.9 s in 2048 px ones, though the latter recompute
+less margin (1.05x the forward's work against 1.15x); at 2048 px, 1024 px tiles were the
+fastest of 416, 512, 688 and 1024."""
+
+
 def moment_tile_for(net, size, tile, *, max_memory=None, whole=None, held=0, **options):
     """Pass 1's tile (tiled.TiledObjective's moment_tile) for pass 2's ``tile``: the largest
     ``evened`` tile, cutting the longest side into 1, 2, ... tiles, fewer than ``tile`` does,
-    with which the TiledPlan's peak is within ``max_memory``; ``tile`` itself without a budget
-    or when no larger one fits. Pass 1 is a forward without a graph: its window may be about
-    twice as large for the same memory, and every tile fewer is margin not recomputed."""
+    no larger than MOMENT_TILE_LIMIT, with which the TiledPlan's peak is within ``max_memory``;
+    ``tile`` itself without a budget or when no larger one fits. Pass 1 is a forward without a
+    graph: its window may be about twice as large for the same memory, and every tile fewer is
+    margin not recomputed."""
     if max_memory is None:
         return tile
     s, longest = stride(net, options), max(size)
     whole = whole or plan.plan_iteration(net, size, **options)
     for count in range(1, math.ceil(longest / tile)):
         candidate = evened(math.ceil(longest / count), size, s)
+        if candidate > MOMENT_TILE_LIMIT:
+            continue
         if math.ceil(longest / candidate) == count and candidate > tile and \
                 plan_tiled(net, size, tile, moment_tile=candidate, whole=whole, held=held,
                            **options).peak_bytes <= max_memory:

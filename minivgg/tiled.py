@@ -11,8 +11,9 @@ Every loss term is a function of sums over positions:
 - total variation: computed on the whole image, which is held whole anyway.
 So one evaluation is two passes over the tiles:
 1. for each tile, a forward without a graph: add its owned positions' F_t F_t^T and sums to the
-   moments (``tiled_moments``); then the style loss of the whole-image moments and its gradient
-   with respect to them, gR and gmu, by losses.py's own code (``gram_style_loss``,
+   moments as each style layer is made (``moment_sums``), in tiles of its own, larger as it
+   holds no graph (``moment_tile``); then the style loss of the whole-image moments and its
+   gradient with respect to them, gR and gmu, by losses.py's own code (``gram_style_loss``,
    ``meancov_moments_loss``);
 2. for each tile, a forward with the graph, then the backward of the tile's surrogate
        S_t = alpha' * sum_l content_loss(F_t, P_t) * |F_t| / |F|

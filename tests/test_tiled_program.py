@@ -126,6 +126,17 @@ def test_the_moments_pass_takes_the_largest_tile_the_budget_allows():
     assert tile_plan.moment_tile_for(LAYOUT, size, tile, **options) == tile
 
 
+def test_the_moments_pass_takes_no_tile_above_the_limit():
+    """Larger windows ran slower per pixel (tile_plan.MOMENT_TILE_LIMIT): with memory for the
+    whole 4096 px image, pass 1 still takes 1024 px tiles, and never fewer than pass 2's."""
+    options = dict(OPTIONS, half_history=True)
+    assert tile_plan.MOMENT_TILE_LIMIT == 1024
+    assert tile_plan.moment_tile_for(LAYOUT, (4096, 4096), 512, max_memory=64 * GIB,
+                                     **options) == 1024
+    assert tile_plan.moment_tile_for(LAYOUT, (4096, 4096), 2048, max_memory=64 * GIB,
+                                     **options) == 2048
+
+
 def test_the_tiled_peak_falls_with_the_tile():
     peaks = [tile_plan.plan_tiled(LAYOUT, (2048, 2048), t, **OPTIONS).peak_bytes
              for t in (1024, 512, 256, 128)]
