@@ -111,8 +111,9 @@ def explain_tiled_text(tiled, *, gflops=None, device="cpu"):
              "per tile",
              "                                        a forward and backward",
              f"  the moments' pass                     {first.tile} px tiles, a grid of "
-             f"{first.grid[0]} x {first.grid[1]}, work {tiled.moment_overhead:.2f}x "
-             f"(no graph: {format_bytes(tiled.moment_window_bytes)} on its largest window)",
+             f"{first.grid[0]} x {first.grid[1]}, work {tiled.moment_overhead:.2f}x,",
+             f"                                        no graph: "
+             f"{format_bytes(tiled.moment_window_bytes)} on its largest window",
              f"  FLOP, estimated                       {format_count(flop)}  "
              f"({flop / whole.flop:.2f}x untiled)",
              f"  the program and its images            {format_bytes(tiled.held_bytes)}",
