@@ -133,8 +133,8 @@ def forward_only_peaks(layers, loss_layers, *, band_bytes):
     all, tiled.band_moments: a band's copy and its weighted copy). A conv or pool holds its
     input, its output and its work buffers; a ReLU runs over its conv's output in place, with
     its transient boolean mask; any layer's output may then be copied once, cropped to the span
-    the deeper layers need (tiled.SpanCrops), the uncropped one still held while a loss layer's
-    bands are summed: two outputs and the bands at once, at most.
+    the deeper layers need (tile_runner.SpanCrops), the uncropped one still held while a loss
+    layer's bands are summed: two outputs and the bands at once, at most.
     """
     peaks, previous = [], None
     for la in layers:

@@ -11,7 +11,7 @@ gradient being summed, and at any moment either one tile's iteration or the tota
                             3 images),
 the window's iteration being plan.py's own model of one untiled iteration on the window (which
 counts, a little generously, the window's own TV and image gradient too), the crops the copies of
-the owned positions tiled.Crop makes, and 3 images the TV's two differences and its gradient.
+the owned positions tile_runner.Crop makes, and 3 images the TV's two differences and its gradient.
 Pass 1 (the moments) runs before the gradient exists, a forward without a graph on its own,
 larger tiles (``moment_tile``): pass 1 = its largest window's memory.forward_only_peaks. Then
     peak = held + weights + kernels + targets + optimiser state + masks + max(pass 1, pass 2).
@@ -44,25 +44,15 @@ def held_bytes(shapes, itemsize=4):
 @dataclass(frozen=True)
 class TiledPlan:
     """The plan of one tiled iteration: the grids, the whole image's and the largest windows'."""
-    layout: tiles.Layout
+    layout: tiles.Layout          # pass 2's grid
     whole: plan.IterationPlan     # on the whole image: weights, kernels, targets, state
     window: plan.IterationPlan    # one untiled iteration on the largest window
     loss_layers: tuple            # the layers the losses read
+    work: float                   # tiles.work_overhead: conv multiply-adds per pass over untiled
+    moment_layout: tiles.Layout   # pass 1's grid (tiled.TiledObjective's moment_tile)
+    moment_window_bytes: int      # pass 1 on its largest window: memory.forward_only_peaks
+    moment_overhead: float        # tiles.work_overhead of pass 1's grid
     held_bytes: int = 0           # held_bytes: the interpreter and the run's images
-    work: float = 1.0             # tiles.work_overhead: conv multiply-adds per pass over untiled
-    moments: tiles.Layout = None  # pass 1's grid (tiled.TiledObjective's moment_tile); None: layout
-    moment_window_bytes: int = 0  # pass 1 on its largest window: memory.forward_only_peaks
-    moment_work: float = None     # tiles.work_overhead of pass 1's grid; None: work
-
-    @property
-    def moment_layout(self):
-        """Pass 1's grid: ``moments``, or pass 2's own."""
-        return self.moments or self.layout
-
-    @property
-    def moment_overhead(self):
-        """Pass 1's conv work over the untiled forward's: ``moment_work``, or pass 2's."""
-        return self.work if self.moment_work is None else self.moment_work
 
     @property
     def flop(self):
@@ -105,9 +95,11 @@ def plan_tiled(net, size, tile, *, moment_tile=None, whole=None, held=0, **optio
     moments = tiles.layout(net.layers, names, size, moment_tile or tile)
     whole = whole or plan.plan_iteration(net, size, **options)
     return TiledPlan(grid, whole, plan.plan_iteration(net, grid.largest_window, **options),
-                     tuple(names), held, tiles.work_overhead(net.layers, names, grid),
-                     moments, forward_only_bytes(net, moments.largest_window, options),
-                     tiles.work_overhead(net.layers, names, moments))
+                     tuple(names), work=tiles.work_overhead(net.layers, names, grid),
+                     moment_layout=moments,
+                     moment_window_bytes=forward_only_bytes(net, moments.largest_window, options),
+                     moment_overhead=tiles.work_overhead(net.layers, names, moments),
+                     held_bytes=held)
 
 
 def forward_only_bytes(net, window, options):

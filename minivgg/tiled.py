@@ -1,7 +1,8 @@
 """The objective and its gradient evaluated tile by tile: exact, in the memory of one tile.
 
-Read this after losses.py and tiles.py (the grid, the margins, and why a tile's owned positions
-are exact); docs/tiling.md derives it. Notation as in losses.py; a layer's response F (N, C, H, W),
+Read this after losses.py, tiles.py (the grid, the margins, and why a tile's owned positions
+are exact) and tile_runner.py (a tile's window run through the network); docs/tiling.md derives
+it. Notation as in losses.py; a layer's response F (N, C, H, W),
 M = H*W its positions, F_t the positions a tile t owns, so that the tiles' F_t partition F.
 
 Every loss term is a function of sums over positions:
@@ -19,7 +20,8 @@ So one evaluation is two passes over the tiles:
        S_t = alpha' * sum_l content_loss(F_t, P_t) * |F_t| / |F|
              + beta * sum_l w_l * ( <F_t F_t^T / M, gR> + <sum_p F_t / M, gmu> ),
    whose gradient with respect to F_t is dL/dF at the owned positions, and zero elsewhere (the
-   crop's backward, ``Crop``). The window's input gradient is added into the whole image's.
+   crop's backward, tile_runner.Crop). The window's input gradient is added into the whole
+   image's.
 The sum over tiles of the input gradients is the chain rule over every owned position of every
 layer: dL/dx, the same as the untiled backward's, up to the order of the additions.
 
@@ -34,120 +36,7 @@ import miniautograd as ag
 from miniautograd import backend
 
 from . import guided, losses, tiles
-
-
-class Crop(ag.Function):
-    """y = x[:, :, r0:r1, c0:c1] (a copy). Backward: gx is zero but for gy in that window: a
-    loss on y seeds backpropagation only at the positions it keeps. Keeps only x's shape."""
-
-    def __init__(self, rows, cols):
-        self.rows, self.cols = rows, cols
-
-    def forward(self, x):
-        self.x_shape = x.shape
-        return x[:, :, slice(*self.rows), slice(*self.cols)].copy()
-
-    def backward(self, gy):
-        gx = ag.get_array_module(gy).zeros(self.x_shape, dtype=gy.dtype)
-        gx[:, :, slice(*self.rows), slice(*self.cols)] = gy
-        return (gx,)
-
-
-def crop(h, rows, cols, *, record):
-    """h (a Tensor) cut to local ``rows`` and ``cols`` (start, end): a Crop node when recording,
-    else a Tensor on a copy."""
-    return Crop(rows, cols)(h) if record else ag.Tensor(Crop(rows, cols).forward(h.data))
-
-
-class SpanCrops:
-    """VGG19's ``after``: each layer's output cut to its span (tiles.needed_spans), as it is made.
-
-    ``origin`` follows, per axis, the global position of the current array's first element: a
-    layer of stride t maps it to origin / t (the spans keep it a multiple of t), a crop moves it
-    to the span's start. A span beyond what was computed is a planning error (ValueError)."""
-
-    def __init__(self, spans, origin, *, record):
-        self.spans, self.origin, self.record = spans, list(origin), record
-
-    def __call__(self, spec, h):
-        if spec.kind in ("conv", "pool"):
-            self.origin = [o // t for o, t in zip(self.origin, spec.stride)]
-        (a, b), (c, d) = self.spans[spec.name]
-        (r, s), (n, m) = self.origin, h.shape[2:]
-        if (a, c, b - a, d - c) == (r, s, n, m):
-            return h
-        if a < r or c < s or b > r + n or d > s + m:
-            raise ValueError(f"TileRunner: {spec.name} needs positions {a}..{b} x {c}..{d}, "
-                             f"beyond the {n} x {m} computed from ({r}, {s})")
-        self.origin = [a, c]
-        return crop(h, (a - r, b - r), (c - s, d - s), record=self.record)
-
-
-class TileRunner:
-    """The network run on the windows of a Layout, giving the owned part of each layer.
-
-    Each layer's output is cropped, as soon as it is made, to the span the tile still needs
-    (``SpanCrops``): the margins shrink layer by layer, from the input's window to the owned
-    positions of the deepest loss layer, so the deep layers skip the border pixels that no owned
-    position depends on."""
-
-    def __init__(self, net, layers, layout):
-        self.net, self.layers, self.layout = net, list(layers), layout
-
-    def per_axis(self, find, tile):
-        """{name: (rows, columns)} for ``tile`` from ``find(layers, loss layers, length, owned,
-        axis=)``, a function of tiles.py giving {name: (start, end)} along one axis."""
-        rows, cols = (find(self.net.layers, self.layers, self.layout.size[axis], owned, axis=axis)
-                      for axis, owned in ((0, (tile.top, tile.bottom)),
-                                          (1, (tile.left, tile.right))))
-        return {name: (rows[name], cols[name]) for name in rows}
-
-    def spans(self, tile):
-        """tiles.needed_spans of ``tile`` on both axes; ValueError when its input span is not
-        inside its planned window (the margins would be short: a planning error)."""
-        spans = self.per_axis(tiles.needed_spans, tile)
-        (r0, r1), (c0, c1) = spans["input"]
-        w = tile.window
-        if r0 < w[0] or r1 > w[1] or c0 < w[2] or c1 > w[3]:
-            raise ValueError(f"TileRunner: the tile needs input rows {r0}..{r1}, columns "
-                             f"{c0}..{c1}, outside its planned window {w}: the margins are short")
-        return spans
-
-    def visit_owned(self, tile, x, visit):
-        """Pass 1's forward of ``tile`` on x (N, 3, H, W), without a graph: visit(layer, F_t,
-        (row, col) offset) for each loss layer as soon as it is made, F_t a *view* of its owned
-        positions that is gone once visit returns. Nothing is held for the losses, so the network
-        writes its ReLUs over the convolutions' outputs: a window needs about half the memory of
-        one whose forward records the graph (memory.forward_only_peaks), and can be larger."""
-        spans, owned = self.spans(tile), self.per_axis(tiles.owned_spans, tile)
-        (r0, r1), (c0, c1) = spans["input"]
-        crops = SpanCrops(spans, (r0, c0), record=False)
-
-        def after(spec, h):
-            h = crops(spec, h)
-            if spec.name in owned:
-                ((u0, u1), (v0, v1)), ((a, _), (c, _)) = owned[spec.name], spans[spec.name]
-                visit(spec.name, h.data[:, :, u0 - a:u1 - a, v0 - c:v1 - c], (u0, v0))
-            return h
-        deepest = max(self.layers, key=self.net.layer_names.index)
-        self.net(x[:, :, r0:r1, c0:c1], [deepest], after=after)
-
-    def owned(self, tile, x, *, record=False):
-        """(input Tensor, its (r0, r1, c0, c1) in x, {layer: the owned F_t}, {layer: its global
-        (row, col) offset}). x: the whole (N, 3, H, W) array; with ``record`` the input requires
-        a gradient and the crops are Crop nodes, else the F_t are plain arrays."""
-        spans = self.spans(tile)
-        (r0, r1), (c0, c1) = spans["input"]
-        xw = ag.Tensor(x[:, :, r0:r1, c0:c1], requires_grad=record)
-        out = self.net(xw, self.layers, after=SpanCrops(spans, (r0, c0), record=record))
-        owned = self.per_axis(tiles.owned_spans, tile)
-        found = {}
-        for name in self.layers:
-            ((u0, u1), (v0, v1)), ((a, _), (c, _)) = owned[name], spans[name]
-            F = crop(out[name], (u0 - a, u1 - a), (v0 - c, v1 - c), record=record)
-            found[name] = F if record else F.data
-        return xw, (r0, r1, c0, c1), found, {name: (rows[0], cols[0])
-                                             for name, (rows, cols) in owned.items()}
+from .tile_runner import TileRunner
 
 
 def region_masks(target):

@@ -161,8 +161,8 @@ def needed_spans(layers, loss_layers, length, owned, *, axis=0):
     positions u it owns, u*s in [t0, t1) for its stride s (the last tile owns to the end). The
     start is rounded down to a multiple of the next layer's stride, so that a cropped array still
     meets the same 2x2 pooling blocks as the whole image. Each span lies inside the tile's
-    window, and the deeper the layer the narrower it is: cropping to it (tiled.TileRunner) skips
-    the margin's pixels that no owned position needs any more."""
+    window, and the deeper the layer the narrower it is: cropping to it
+    (tile_runner.TileRunner) skips the margin's pixels that no owned position needs any more."""
     upto = max(i for i, spec in enumerate(layers) if spec.name in loss_layers) + 1
     lengths = layer_lengths(layers[:upto], length, axis=axis)
     strides = layer_reaches(layers[:upto], axis=axis)

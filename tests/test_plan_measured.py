@@ -84,10 +84,10 @@ def test_model_matches_the_memory_of_a_real_iteration(size, style_layers, conten
 def test_pass_one_model_bounds_what_a_tile_allocates(size, window, pooling):
     """tiled.py's pass 1 (a forward without a graph, each style layer's moments summed as it is
     made) against memory.forward_only_peaks on its largest window: whole (one tile) and cut."""
-    from minivgg import tile_plan, tiled, tiles
+    from minivgg import tile_plan, tile_runner, tiled, tiles
     net = random_vgg19(pooling=pooling, channels=CHANNELS)
     grid = tiles.layout(net.layers, STYLE + ["relu4_2"], size, window)
-    runner = tiled.TileRunner(net, STYLE, grid)
+    runner = tile_runner.TileRunner(net, STYLE, grid)
     x = np.random.default_rng(1).uniform(-100, 100, (1, 3, *size)).astype(np.float32)
     tiled.moment_sums(runner, x)               # the first makes the Winograd kernels, then held
     _, measured = traced_peak(lambda: tiled.moment_sums(runner, x))

@@ -6,7 +6,7 @@ import pytest
 
 import miniautograd as ag
 from miniautograd import backend
-from minivgg import guided, losses, masks, tiled, tiles
+from minivgg import guided, losses, masks, tile_runner, tiled, tiles
 from minivgg.vgg import random_vgg19, vgg19_layer_specs
 
 STYLE = ["relu1_1", "relu3_1", "relu5_1"]
@@ -116,15 +116,15 @@ def test_work_overhead_counts_the_multiply_adds_a_pass_makes(monkeypatch, tile):
     net(ag.Tensor(x), STYLE)
     untiled, done[:] = sum(done), []
     layout = tiles.layout(net.layers, STYLE, SHAPE, tile)
-    tiled.moment_sums(tiled.TileRunner(net, STYLE, layout), x)
+    tiled.moment_sums(tile_runner.TileRunner(net, STYLE, layout), x)
     assert sum(done) / untiled == pytest.approx(tiles.work_overhead(net.layers, STYLE, layout))
     assert (tile == 288) == (sum(done) == untiled)
 
 
 def test_crop_backward_passes_the_gradient_check():
-    crop = tiled.Crop((1, 4), (0, 2))
+    crop = tile_runner.Crop((1, 4), (0, 2))
     x = np.random.default_rng(0).standard_normal((1, 2, 5, 3))
-    assert ag.gradcheck(lambda t: tiled.Crop((1, 4), (0, 2))(t), x).ok
+    assert ag.gradcheck(lambda t: tile_runner.Crop((1, 4), (0, 2))(t), x).ok
     assert crop.forward(x).shape == (1, 2, 3, 2)
 
 

@@ -51,7 +51,7 @@ def build_objective(job, opts, to_device):
     """losses.Objective with targets computed once from the content and the style images;
     with ``job.tile`` all of it tile by tile (tiled.TiledObjective; the targets, forwards
     without a graph, in the moments' pass's tiles)."""
-    mean, (tile, first) = job.net.mean, job.tiling()
+    mean, tile, first = job.net.mean, job.tile, job.moment_tile
     x = to_device(image.preprocess(job.content, mean))
     content = (tiled.tiled_responses(job.net, x, opts.content_layers, tile=first) if tile else
                losses.content_targets(job.net, x, opts.content_layers))

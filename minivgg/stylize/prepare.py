@@ -36,13 +36,9 @@ class Job:
     net: object = None
     resume_from: Path = None  # the state file --resume continues from
     tile: int = None          # tiled evaluation (minivgg/tiled.py) in tiles of this side, or None
-    moment_tile: int = None   # its first pass's (the moments) tiles; None: ``tile``
+    moment_tile: int = None   # its first pass's (the moments) tiles, set with ``tile``
     half_history: bool = False   # L-BFGS keeps its pairs as float16 (minivgg/lbfgs_history.py)
     masks: list = None        # --style-masks: (H, W) 0..1 arrays as read, one per style, or None
-
-    def tiling(self):
-        """(tile, moment_tile): both None when the run is untiled."""
-        return self.tile, (self.moment_tile or self.tile) if self.tile else None
 
 
 # -- paths we will write --------------------------------------------------------------------------
@@ -229,10 +225,10 @@ def plan_options(opts, device, **more):
 def check_memory(opts, net, shapes, device, say=print):
     """(tile side or None for untiled, the moments' pass's tile side or None, whether L-BFGS
     keeps its pairs in float16). With --tile or --max-memory, tile_plan's choice for the
-    content's shape (a line through ``say`` when it tiles by itself); else UserError when one iteration on any of the images of ``shapes``
-    (H, W) will not fit in free RAM / GPU memory (skipped by --force). Run before the images are
-    resized, so the free memory it measures (and the size it suggests) does not depend on the
-    --size asked for."""
+    content's shape (a line through ``say`` when it tiles by itself); else UserError when one
+    iteration on any of the images of ``shapes`` (H, W) will not fit in free RAM / GPU memory
+    (skipped by --force). Run before the images are resized, so the free memory it measures
+    (and the size it suggests) does not depend on the --size asked for."""
     from .. import fits, tile_plan
     half = opts.lbfgs_history_precision == "half"
     if opts.tile is not None or opts.max_memory is not None:
