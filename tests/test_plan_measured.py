@@ -98,4 +98,7 @@ def test_pass_one_model_bounds_what_a_tile_allocates(size, window, pooling):
     by_name = {la.name: la for la in P.plan_iteration(net, size, style_layers=STYLE).layers}
     sums = sum(4 * (c * c + c) for c in (by_name[name].shape[1] for name in STYLE))
     assert measured <= modelled + SLACK + sums
+    # The peak is at a convolution, which the model counts as the conv test above does; the
+    # generous style-layer terms (the uncut output, its cut and the bands at once) stay below
+    # it. Bytes, not time: the same on any CPU.
     assert modelled <= 1.25 * measured
