@@ -125,6 +125,42 @@ def test_the_final_scale_is_the_single_scale_objective(tiny_mat, images, tmp_pat
     assert single.objective.value_and_grad(x)[2] == schedule.objective.value_and_grad(x)[2]
 
 
+def init_and_mean():
+    rng = np.random.default_rng(0)
+    init = np.clip(rng.normal(128, 60, (60, 80, 3)), 0, 255).astype(np.float32)  # sharp detail
+    return init, np.array([123.7, 116.8, 103.9], dtype=np.float32)
+
+
+def test_the_next_start_of_an_unchanged_init_is_the_init_at_the_new_size():
+    """Where the result is still the init, the next scale starts where a single-scale run would
+    at that size: the enlarged picture's missing band is the init's own detail."""
+    from minivgg import image
+    from minivgg.stylize.objective import next_start
+    init, mean = init_and_mean()
+    old, new = (24, 32), (34, 45)
+    x = image.preprocess(image.resize_to(init, old), mean)
+    want = image.preprocess(image.resize_to(init, new), mean)
+    np.testing.assert_allclose(next_start(x, init, mean, old, new), want, atol=2e-3)  # float32
+
+
+def test_the_next_start_adds_the_same_detail_band_to_any_result():
+    """start = up(clip(x)) + (init_new - up(init_old)): the band does not depend on x, and it
+    is the init's detail, not nothing (a flat result gets the init's edges)."""
+    from minivgg import image
+    from minivgg.stylize.objective import next_start
+    init, mean = init_and_mean()
+    old, new = (24, 32), (34, 45)
+    band = image.resize_to(init, new) - image.resize_to(image.resize_to(init, old), new)
+    for grey in (40.0, 200.0):
+        x = image.preprocess(np.full(old + (3,), grey, np.float32), mean)
+        np.testing.assert_allclose(next_start(x, init, mean, old, new),
+                                   image.preprocess(grey + band, mean), atol=2e-3)
+    assert np.abs(band).mean() > 10
+    x = image.preprocess(np.full(old + (3,), 40.0, np.float32), mean)   # the noise init: no band
+    np.testing.assert_allclose(next_start(x, None, mean, old, new),
+                               image.preprocess(np.full(new + (3,), 40.0), mean), atol=2e-3)
+
+
 def test_the_api_takes_the_schedule_parameters(tiny_mat, images, tmp_path):
     content, style = images
     img = minivgg.stylize(content, style, weights=str(tiny_mat), size=48, iterations=2,

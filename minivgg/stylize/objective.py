@@ -4,7 +4,7 @@ run.py calls these once per scale of the schedule: ``at_scale`` resizes the cont
 styles (and says whether that scale needs tiles), ``build_objective`` computes the targets and
 builds losses.Objective (guided by --style-masks, tiled under --tile/--max-memory) and wraps it
 in ``OfSavedPicture`` (the loss of the picture that is saved, pixels clipped to 0..255),
-``make_optimizer`` starts L-BFGS or Adam afresh, and ``resized_input`` carries the previous
+``make_optimizer`` starts L-BFGS or Adam afresh, and ``next_start`` carries the previous
 scale's result over. ``with_matched_colors`` applies --match-colors once, before the first scale.
 """
 import dataclasses
@@ -114,7 +114,23 @@ def at_scale(job, schedule, k):
                                styles=styles, tile=tile, moment_tile=moment_tile)
 
 
-def resized_input(x, mean, shape):
-    """Network input x (1, 3, H, W) -> the same picture as a (1, 3, H', W') NumPy input: the
-    previous scale's result as the next one's start (clipped to 0..255, resized by Lanczos)."""
-    return image.preprocess(image.resize_to(image.deprocess(x, mean), shape), mean)
+def next_start(x, init, mean, old_shape, shape):
+    """The next scale's start, a (1, 3, H', W') NumPy input, from the result x (1, 3, H, W):
+    the picture enlarged (clipped to 0..255, Lanczos), plus the init image's detail that the
+    smaller size could not hold:
+
+        start = up(clip(x)) + (init_new - up(init_old))
+
+    init_old, init_new: the init image (rgb, any size) resized to (H, W) and (H', W'); up():
+    (H, W) -> (H', W'). The bracket is the init's band between the two resolutions (a level of
+    its Laplacian pyramid), so where the result still equals the init, the start is the init at
+    the new size, where a single-scale run starts. Without it the content's edges finer than
+    the smallest size's pixels never come back (bench/README.md: at 1024 px, the loss at
+    724 px of the result 3952 -> 3548; docs/schedule.md). ``init=None`` (the noise init, a
+    random start with no detail to restore): the enlarged picture alone."""
+    def up(rgb):
+        return image.resize_to(rgb, shape)
+    rgb = up(image.deprocess(x, mean))
+    if init is not None:
+        rgb += image.resize_to(init, shape) - up(image.resize_to(init, old_shape))
+    return image.preprocess(rgb, mean)

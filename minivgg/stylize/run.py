@@ -2,13 +2,14 @@
 
 Given a checked ``Job`` (prepare.py) the run goes through the scales of its schedule
 (schedule.py): at each it builds the targets (the content's responses, the styles' blended Gram
-matrices, at that size), starts from the previous scale's result resized (the init image at the
-first), and lets L-BFGS or Adam lower the objective of losses.py one iteration at a time; the last
-scale's objective is the single-scale one at --size. Around that loop is what users of long runs
-need: a progress bar and a CSV log (progress.py), ``--print-every`` lines, checkpoints with the
-optimiser state (checkpoint.py), resume, an early stop (``--tol``, per scale), Ctrl-C that saves
-the image so far, and a stop at the last finite image if the loss becomes NaN or infinite.
-Everything is written with a temporary file and a rename.
+matrices, at that size), starts from the previous scale's result resized with the init's finer
+detail added (the init image at the first), and lets L-BFGS or Adam lower the objective of
+losses.py one iteration at a time; the last scale's objective is the single-scale one at
+--size. Around that loop is what users of long runs need: a progress bar and a CSV log
+(progress.py), ``--print-every`` lines, checkpoints with the optimiser state (checkpoint.py),
+resume, an early stop (``--tol``, per scale), Ctrl-C that saves the image so far, and a stop at
+the last finite image if the loss becomes NaN or infinite. Everything is written with a
+temporary file and a rename.
 """
 import sys
 import time
@@ -23,7 +24,7 @@ from ..averaging import IterateAverage
 from ..errors import UserError
 from .checkpoint import load_state, save_checkpoint, scale_image_path
 from .checks import flag
-from .objective import (at_scale, build_objective, make_optimizer, resized_input,
+from .objective import (at_scale, build_objective, make_optimizer, next_start,
                         with_matched_colors)
 from .progress import TERMS, Log, add_terms_from_log, progress_bar, show  # noqa: F401 (TERMS)
 from .schedule import describe, make_schedule, saved_schedule
@@ -166,16 +167,18 @@ class Run:
         return self.finish()
 
     def run_scales(self, bar):
-        """Each scale from the current one on; the next starts from this one's result, resized."""
+        """Each scale from the current one on; the next starts from this one's result, resized
+        (objective.next_start)."""
         while True:
             self.run_scale(bar)
             if self.opts.save_scales and self.job.output is not None:
                 self.write_image(scale_image_path(self.job.output, self.size()))
             if self.scale + 1 == len(self.schedule.sizes):
                 return
-            shape = self.schedule.content_shapes[self.scale + 1]
-            self.enter_scale(self.scale + 1, resized_input(self.current_x(), self.job.net.mean,
-                                                           shape))
+            shapes = self.schedule.content_shapes[self.scale:self.scale + 2]
+            init = None if self.opts.init == "noise" else self.job.init
+            self.enter_scale(self.scale + 1, next_start(self.current_x(), init,
+                                                        self.job.net.mean, *shapes))
 
     def run_scale(self, bar):
         """The scale's remaining iterations, or fewer if it converges (--tol is per scale)."""
