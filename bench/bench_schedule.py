@@ -17,6 +17,10 @@ same run: L-BFGS and Adam do not look ahead at the iteration limit, so the image
 iterations is the one a run with ``--iterations K`` would give (its wall time and evaluations are
 those up to that point). One long run then shows where the loss stands at several counts.
 
+``--each-size`` also prints (stderr), after each size of a run, the multi-scale losses of that
+size's result at it and the smaller sizes, the result enlarged to the final size first as the
+final image is: where the later sizes' iterations move the coarser sizes' losses.
+
 ``--adam-moments reset|resize|rescale`` (with ``--optimizer adam``) chooses what Adam's moment
 estimates do between scales: ``reset``, the program's own behaviour (nothing patched), or carried
 over, resized to the new image, and also rescaled to its pixel count (adam_moments.py).
@@ -83,16 +87,39 @@ def snapshots_at(counts, calls, final_pixels):
         run_module.Run.after_iteration = real
 
 
-def run_variant(opts, counts=(), *, moments="reset"):
+@contextlib.contextmanager
+def losses_after_each_size(enabled):
+    """With ``enabled``, print after each size of a run, inside the block, the multi-scale losses
+    (multiscale_losses) of that size's result enlarged to the final size, at that size and the
+    smaller ones."""
+    real = Run.run_scale
+
+    def run_scale(self, bar):
+        real(self, bar)
+        rgb = image.resize_to(result_rgb(self.here, self.opts, self.current_x()),
+                              self.schedule.content_shapes[-1])
+        found = multiscale_losses(rgb, self.job, self.opts, self.schedule, last=self.scale)
+        print(f"after {self.size()} px: losses {found}", file=sys.stderr, flush=True)
+
+    if enabled:
+        run_module.Run.run_scale = run_scale
+    try:
+        yield
+    finally:
+        run_module.Run.run_scale = real
+
+
+def run_variant(opts, counts=(), *, moments="reset", each_size=False):
     """({iterations at the final size: (rgb result at --size, seconds, evaluations)}, job) of one
     stylize run of ``opts``, with a snapshot after each of ``counts`` final-size iterations and
     the result at the end; the evaluations as (count, final-size equivalents: each weighted by
     its pixels over the final image's, a measure of the work that does not depend on the
-    machine's load). ``moments``: what Adam's moments do between scales (adam_moments.py)."""
+    machine's load). ``moments``: what Adam's moments do between scales (adam_moments.py);
+    ``each_size``: print the losses after each size (losses_after_each_size)."""
     job = prepare(opts, api=True, say=lambda line: None)
     pixels = job.content.shape[0] * job.content.shape[1]
     with (carrying_moments(moments), counting_evaluations() as calls,
-          snapshots_at(set(counts), calls, pixels) as taken):
+          snapshots_at(set(counts), calls, pixels) as taken, losses_after_each_size(each_size)):
         start = time.perf_counter()
         run = Run(job, opts, say=lambda line: None)
         run.execute()
@@ -102,10 +129,11 @@ def run_variant(opts, counts=(), *, moments="reset"):
     return dict(sorted(taken.items())), run.job
 
 
-def multiscale_losses(rgb, job, opts, schedule):
-    """{size: total loss of ``rgb`` downsampled to that scale, with that scale's targets}."""
+def multiscale_losses(rgb, job, opts, schedule, *, last=None):
+    """{size: total loss of ``rgb`` downsampled to that scale, with that scale's targets}, for
+    the schedule's scales up to index ``last`` (all by default)."""
     found = {}
-    for k, size in enumerate(schedule.sizes):
+    for k, size in enumerate(schedule.sizes[:None if last is None else last + 1]):
         here = at_scale(job, schedule, k)
         objective = build_objective(here, opts, job.device.put)
         x = image.preprocess(image.resize_to(rgb, schedule.content_shapes[k]), job.net.mean)
@@ -136,7 +164,7 @@ def bench(args):
     rows = []
     variants = (("single-scale", options(args, single=True)), ("schedule", schedule_opts))
     for name, opts in [v for v in variants if v[0] in args.runs]:
-        taken, job = run_variant(opts, args.snapshots, moments=moments)
+        taken, job = run_variant(opts, args.snapshots, moments=moments, each_size=args.each_size)
         sched = make_schedule(schedule_opts, job.content.shape[:2],
                               [s.shape[:2] for s in job.styles])
         for count, (rgb, seconds, evals) in taken.items():
@@ -207,6 +235,8 @@ def parse_args(argv):
     p.add_argument("--out", help="folder for single-scale.png, schedule.png and pair.png")
     p.add_argument("--snapshots", type=int, nargs="+", default=[], metavar="K",
                    help="also report each run after K iterations of its final size")
+    p.add_argument("--each-size", action="store_true",
+                   help="also print the losses of each size's result (stderr)")
     p.add_argument("--runs", type=lambda text: text.split(","), default=["single-scale", "schedule"],
                    help="which to run: single-scale,schedule (both)")
     common.add_release_memory(p)

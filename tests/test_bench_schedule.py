@@ -1,5 +1,6 @@
 """bench/bench_schedule.py at a tiny size on the tiny net: both runs, the table, the pictures;
 bench/adam_moments.py (--adam-moments): the carried Adam, the resized moments, the patches."""
+import ast
 import sys
 
 import numpy as np
@@ -75,6 +76,24 @@ def adam_schedule_rows(content, style, tiny_mat, capsys, *flags):
     return out.splitlines()[0], table_rows(out)
 
 
+def test_each_size_prints_the_losses_of_each_sizes_result(tiny_mat, images, capsys):
+    """One line per size with the losses at it and the smaller sizes; after the last size the
+    result is the final image, so its line has the table's losses."""
+    content, style = images
+    originals = instruments()
+    bench_schedule.main([str(content), str(style), "--size", "48", "--start-size", "24",
+                         "--coarse-iterations", "2", "--iterations", "2", "--weights",
+                         str(tiny_mat), "--runs", "schedule", "--each-size"])
+    assert instruments() == originals
+    out, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.startswith("after ")]
+    assert [line.split(":")[0] for line in lines] == ["after 24 px", "after 34 px", "after 48 px"]
+    found = [ast.literal_eval(line.split("losses ")[1]) for line in lines]  # {size: loss}
+    assert [sorted(f) for f in found] == [[24], [24, 34], [24, 34, 48]]
+    cells = table_rows(out)[0][2]
+    assert [f"{found[-1][s]:.5g}" for s in (24, 34, 48)] == cells[-3:]
+
+
 def test_adam_moments_reset_is_the_program_and_the_others_differ(tiny_mat, images, capsys):
     content, style = images
     _, plain = adam_schedule_rows(content, style, tiny_mat, capsys)
@@ -102,7 +121,7 @@ def test_adam_moments_needs_adam(tiny_mat, images, capsys):
 def instruments():
     """What the bench patches while it runs, as found now."""
     return (run_module.make_optimizer, run_module.Run.after_iteration,
-            losses.Objective.value_and_grad)
+            run_module.Run.run_scale, losses.Objective.value_and_grad)
 
 
 def test_the_patches_are_undone_also_when_the_run_fails(tiny_mat, images, capsys, monkeypatch):
