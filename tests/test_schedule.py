@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 import minivgg
+from minivgg import image
 from minivgg.averaging import IterateAverage
 from minivgg.stylize import checkpoint as ck
 from minivgg.stylize.__main__ import main
+from minivgg.stylize.objective import next_start
 from minivgg.stylize.options import Options, validate
 from minivgg.stylize.schedule import make_schedule, scale_sizes
 from test_stylize_run import pixels, read_log, run
@@ -134,8 +136,6 @@ def init_and_mean():
 def test_the_next_start_of_an_unchanged_init_is_the_init_at_the_new_size():
     """Where the result is still the init, the next scale starts where a single-scale run would
     at that size: the enlarged picture's missing band is the init's own detail."""
-    from minivgg import image
-    from minivgg.stylize.objective import next_start
     init, mean = init_and_mean()
     old, new = (24, 32), (34, 45)
     x = image.preprocess(image.resize_to(init, old), mean)
@@ -146,8 +146,6 @@ def test_the_next_start_of_an_unchanged_init_is_the_init_at_the_new_size():
 def test_the_next_start_adds_the_same_detail_band_to_any_result():
     """start = up(clip(x)) + (init_new - up(init_old)): the band does not depend on x, and it
     is the init's detail, not nothing (a flat result gets the init's edges)."""
-    from minivgg import image
-    from minivgg.stylize.objective import next_start
     init, mean = init_and_mean()
     old, new = (24, 32), (34, 45)
     band = image.resize_to(init, new) - image.resize_to(image.resize_to(init, old), new)
@@ -159,6 +157,29 @@ def test_the_next_start_adds_the_same_detail_band_to_any_result():
     x = image.preprocess(np.full(old + (3,), 40.0, np.float32), mean)   # the noise init: no band
     np.testing.assert_allclose(next_start(x, None, mean, old, new),
                                image.preprocess(np.full(new + (3,), 40.0), mean), atol=2e-3)
+
+
+def test_a_run_starts_each_scale_with_the_inits_detail(tiny_mat, images, tmp_path):
+    """Adam's steps of 1e-6 leave the init as it is, so every scale of the run starts at the init
+    of its own size; enlarging alone would start the last at a blurred 24 px image of it."""
+    from PIL import Image
+    from minivgg.stylize.prepare import prepare
+    from minivgg.stylize.run import Run
+    content, style = images
+    grain = np.random.default_rng(1).integers(0, 256, (36, 48, 3), dtype=np.uint8)
+    Image.fromarray(grain).save(tmp_path / "grain.png")        # detail at every pixel
+    opts = validate(Options(content=content, style=[style], weights=str(tiny_mat), size=48,
+                            start_size=24, coarse_iterations=1, iterations=1, quiet=True,
+                            init=str(tmp_path / "grain.png"), optimizer="adam",
+                            learning_rate=1e-6))
+    run, starts = Run(prepare(opts, api=True), opts, say=lambda line: None), []
+    real = run.enter_scale
+    run.enter_scale = lambda k, x0: (starts.append(np.asarray(x0)), real(k, x0))
+    run.execute()
+    assert len(starts) == 2                                   # 34 and 48 px (24 px: before)
+    for x0, shape in zip(starts, run.schedule.content_shapes[1:]):
+        want = image.preprocess(image.resize_to(run.job.init, shape), run.job.net.mean)
+        np.testing.assert_allclose(x0, want, atol=1e-2)        # two 1e-6 steps, float32
 
 
 def test_the_api_takes_the_schedule_parameters(tiny_mat, images, tmp_path):
