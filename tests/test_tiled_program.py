@@ -240,7 +240,10 @@ def test_tiles_follow_the_coarse_to_fine_schedule(images, tiny_mat):
             found.append(r.objective.value_and_grad(x)[:2])
         assert runs[1].here.tile == (None if k == 0 else 32)
         (loss, grad), (tiled_loss, tiled_grad) = found
-        assert tiled_loss == pytest.approx(loss, rel=1e-5)                     # float32 sums
+        # the same sums in another order, in float32 (eps 1.2e-7): measured 3e-7 of the loss and
+        # 2e-7 of the largest gradient (AMD EPYC); 1e-5 and 1e-4 leave 30x and 500x for another
+        # CPU's summation order (the exactness itself is tested in float64 in test_tiled.py)
+        assert tiled_loss == pytest.approx(loss, rel=1e-5)
         np.testing.assert_allclose(tiled_grad, grad, atol=1e-4 * np.abs(grad).max())
     out = minivgg.stylize(str(content), str(style), **common, tile=32, coarse_iterations=1,
                           iterations=1)
