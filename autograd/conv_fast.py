@@ -1,11 +1,12 @@
 """conv2d as users call it: per layer, im2col or Winograd, and the input gradient without col2im.
 
-Read conv.py (the reference) and winograd.py first. This file adds no new mathematics, only the
-choices that make the same convolution faster, and the op that applies them:
+Read conv.py (the reference), winograd.py and winograd4.py first. This file adds no new
+mathematics, only the choices that make the same convolution faster, and the op that applies them:
 
-- ``choose_algorithm``: "auto" takes Winograd F(2x2, 3x3) for 3x3 stride-1 layers with C and O
-  both at least WINOGRAD_MIN_CHANNELS, im2col elsewhere (in VGG-19: conv1_1 to conv2_1 im2col,
-  conv2_2 to conv5_4 Winograd).
+- ``choose_algorithm``: "auto" takes Winograd F(4x4, 3x3) for 3x3 stride-1 layers with C and O
+  both at least WINOGRAD4_MIN_CHANNELS, F(2x2, 3x3) where both are at least
+  WINOGRAD_MIN_CHANNELS, im2col elsewhere (in VGG-19: conv1_1 to conv2_1 im2col, conv2_2 to
+  conv4_1 F(2x2, 3x3), conv4_2 to conv5_4 F(4x4, 3x3)).
 - the input gradient of a stride-1 convolution is itself a convolution: of gy, padded by K-1-p
   on each side, with the flipped kernel Wg[c, o, i, j] = W[o, c, KH-1-i, KW-1-j] (derivation:
   docs/convolution.md). Winograd layers run it through winograd.py; im2col layers with O <= C
@@ -15,35 +16,44 @@ choices that make the same convolution faster, and the op that applies them:
 - ``FastConv2d`` is conv.Conv2d with ``forward`` and ``grad_input`` replaced by these choices;
   what it keeps for backward, and the weight and bias gradients, are conv.Conv2d's.
 
-No cycle: conv.py and winograd.py import nothing from here; this file imports both.
+No cycle: conv.py, winograd.py and winograd4.py import nothing from here; this file imports them.
 """
 from .backend import get_array_module
 from .conv import Conv2d, conv2d_forward, conv2d_forward_buffers, conv2d_shapes
 from .winograd import (TransformedKernels, gradient_pad, supports, winograd_conv,
                        winograd_grad_input)
+from .winograd4 import transform_kernel as transform_kernel4
+from .winograd4 import winograd4_conv, winograd4_grad_input
 
-ALGORITHMS = ("auto", "im2col", "winograd")
-WINOGRAD_MIN_CHANNELS = 128   # "auto" takes Winograd when C and O are both at least this
+ALGORITHMS = ("auto", "im2col", "winograd", "winograd4")
+WINOGRAD_MIN_CHANNELS = 128   # "auto" takes Winograd F(2x2, 3x3) when C and O are both at least this
+WINOGRAD4_MIN_CHANNELS = 512  # ... and F(4x4, 3x3) when both are at least this
 
 
 def choose_algorithm(algorithm, W_shape, stride, pad):
-    """"im2col" or "winograd" for this convolution; ``algorithm`` is one of ALGORITHMS.
+    """"im2col", "winograd" or "winograd4" for this convolution; ``algorithm``: one of ALGORITHMS.
 
     The rule for "auto", measured on a 2-core CPU (bench/README.md, per layer): Winograd
     F(2x2, 3x3) where it applies (3x3, stride 1, pads <= 2) and both C and O are at least
     WINOGRAD_MIN_CHANNELS; there its 2.25x fewer multiplications outweigh the transforms, which
-    cost O(C + O) per tile. Below that (VGG's 64-channel layers) im2col is faster.
+    cost O(C + O) per tile. Below that (VGG's 64-channel layers) im2col is faster. F(4x4, 3x3)
+    is faster still on every VGG layer from 64 channels up, but 20x less accurate in float32:
+    where both C and O are at least WINOGRAD4_MIN_CHANNELS (VGG's 512-channel layers) the
+    agreement of a style-transfer gradient with PyTorch stayed as it was; taken from 256
+    channels, it doubled (bench/README.md).
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"conv2d: algorithm must be one of {', '.join(ALGORITHMS)}; "
                          f"got {algorithm!r}")
     fits = supports(W_shape, stride, pad)
-    if algorithm == "winograd" and not fits:
-        raise ValueError(f"conv2d: algorithm='winograd' needs a 3x3 kernel, stride 1 and pads "
+    if algorithm.startswith("winograd") and not fits:
+        raise ValueError(f"conv2d: algorithm={algorithm!r} needs a 3x3 kernel, stride 1 and pads "
                          f"<= 2; got W {tuple(W_shape)}, stride {stride}, pad {pad}")
     if algorithm == "auto":
-        big = min(W_shape[0], W_shape[1]) >= WINOGRAD_MIN_CHANNELS
-        return "winograd" if fits and big else "im2col"
+        channels = min(W_shape[0], W_shape[1])
+        if fits and channels >= WINOGRAD4_MIN_CHANNELS:
+            return "winograd4"
+        return "winograd" if fits and channels >= WINOGRAD_MIN_CHANNELS else "im2col"
     return algorithm
 
 
@@ -90,6 +100,14 @@ def grad_input_as_conv(gy, W, pad, *, chunk=None):
 
 
 # -- the op ----------------------------------------------------------------------------------------
+def winograd_functions(algorithm):
+    """(kernel transform, forward, input gradient) of "winograd" (None: TransformedKernels'
+    default, F(2x2, 3x3)) or "winograd4"."""
+    if algorithm == "winograd4":
+        return transform_kernel4, winograd4_conv, winograd4_grad_input
+    return None, winograd_conv, winograd_grad_input
+
+
 class FastConv2d(Conv2d):
     """conv.Conv2d with the algorithm chosen per call (``self.chosen``) and the fast gradients.
 
@@ -112,16 +130,18 @@ class FastConv2d(Conv2d):
         if self.chosen == "im2col":
             return super().forward(x, W, b)
         self.kernels = self.kernels or TransformedKernels(W)
-        U = self.kernels.transformed(get_array_module(x).result_type(x, W))
-        y = winograd_conv(x, U, self.pad, b)
+        transform, conv, _ = winograd_functions(self.chosen)
+        U = self.kernels.transformed(get_array_module(x).result_type(x, W), transform)
+        y = conv(x, U, self.pad, b)
         self.keep_for_backward(x, W)
         return y
 
     def grad_input(self, gy):
         """gx by the algorithm of the forward: Winograd, im2col of gy, or col2im (the reference)."""
-        if self.chosen == "winograd":
-            U = self.kernels.transformed(get_array_module(gy).result_type(gy, self.W))
-            return winograd_grad_input(gy, U, self.pad)
+        if self.chosen.startswith("winograd"):
+            transform, _, grad_input = winograd_functions(self.chosen)
+            U = self.kernels.transformed(get_array_module(gy).result_type(gy, self.W), transform)
+            return grad_input(gy, U, self.pad)
         if as_conv_applies(self.W_shape, self.stride, self.pad):
             return grad_input_as_conv(gy, self.W, self.pad)
         return super().grad_input(gy)
@@ -132,7 +152,8 @@ def conv2d(x, W, b=None, *, stride=1, pad=0, algorithm="auto", kernels=None):
 
     Returns (N, O, OH, OW), OH = 1 + (H + pt + pb - KH) // sh, OW = 1 + (W + pl + pr - KW) // sw.
     ``stride``: int or (sh, sw). ``pad``: int, (ph, pw) or (top, bottom, left, right), zeros.
-    ``algorithm``: "im2col", "winograd" (3x3, stride 1, pads <= 2) or "auto" (choose_algorithm).
+    ``algorithm``: "im2col", "winograd" or "winograd4" (3x3, stride 1, pads <= 2: F(2x2, 3x3),
+    F(4x4, 3x3)) or "auto" (choose_algorithm).
     ``kernels``: TransformedKernels(W.data) kept by the owner of a frozen W, so that Winograd
     transforms it once (VGG19 passes its own); without them it is transformed at each call.
     """

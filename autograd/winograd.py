@@ -243,7 +243,8 @@ def winograd_grad_input(gy, U, pad, *, chunk=None):
 
 class TransformedKernels:
     """U = K w K^T of one weight array (16, O, C), made once per dtype, on first use (the input
-    gradient needs no second one: see winograd_grad_input).
+    gradient needs no second one: see winograd_grad_input); or another tile size's transform
+    (winograd4.transform_kernel, (36, O, C)), kept beside it.
 
     Frozen weights never change, so whoever owns them keeps their transforms and passes them to
     each call, ``conv2d(x, W, kernels=...)``: VGG19 holds one per convolution (``net.kernels``),
@@ -254,11 +255,12 @@ class TransformedKernels:
 
     def __init__(self, W):
         self.W = W                       # the weight array (O, C, 3, 3) the transforms belong to
-        self._made = {}                  # dtype -> U
+        self._made = {}                  # (transform, dtype) -> U
 
-    def transformed(self, dtype):
-        """U of W in ``dtype``, (16, O, C)."""
-        key = np.dtype(dtype)
+    def transformed(self, dtype, transform=None):
+        """U of W in ``dtype`` by ``transform`` (default: this file's, (16, O, C))."""
+        transform = transform or transform_kernel
+        key = (transform, np.dtype(dtype))
         if key not in self._made:
-            self._made[key] = transform_kernel(self.W, dtype)
+            self._made[key] = transform(self.W, dtype)
         return self._made[key]

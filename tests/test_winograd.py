@@ -153,7 +153,7 @@ def test_winograd_where_it_does_not_apply_is_refused(W_shape, kwargs, message):
 
 def test_unknown_algorithm_is_refused():
     with pytest.raises(ValueError, match=r"conv2d: algorithm must be one of auto, im2col, "
-                                         r"winograd; got 'fft'"):
+                                         r"winograd, winograd4; got 'fft'"):
         conv2d(np.zeros((1, 2, 6, 6)), np.zeros((4, 2, 3, 3)), algorithm="fft")
 
 
@@ -264,16 +264,17 @@ def test_band_rows_bound(C, O, TW, chunk):
     assert within or rows == 1 or rows * TW < wg.MIN_TILES + TW       # at most MIN_TILES' worth
 
 
-def test_backend(xp):
+@pytest.mark.parametrize("algorithm", ["winograd", "winograd4"])
+def test_backend(xp, algorithm):
     """The same Winograd code on NumPy and CuPy: forward, gradient, kernel kept on the device."""
     rng = np.random.default_rng(1)
     x, W, b = rand(rng, 2, 3, 9, 8), rand(rng, 4, 3, 3, 3), rand(rng, 4)
     xt, Wt, bt = ag.Tensor(xp.asarray(x), requires_grad=True), ag.Tensor(xp.asarray(W)), \
         ag.Tensor(xp.asarray(b))
     kernels = ag.TransformedKernels(Wt.data)
-    y = conv2d(xt, Wt, bt, pad=(1, 0, 2, 1), algorithm="winograd", kernels=kernels)
+    y = conv2d(xt, Wt, bt, pad=(1, 0, 2, 1), algorithm=algorithm, kernels=kernels)
     assert ag.get_array_module(y.data) is xp
-    assert ag.get_array_module(kernels.transformed(np.float64)) is xp
+    assert all(ag.get_array_module(U) is xp for U in kernels._made.values())
     np.testing.assert_allclose(y.numpy(), conv2d_naive(x, W, b, (1, 1), (1, 0, 2, 1)), rtol=1e-10,
                                atol=1e-10)
     gy = rand(rng, *y.shape)

@@ -1,0 +1,123 @@
+"""Winograd F(4x4, 3x3): the identity, the transforms as Kronecker products, the op against the
+oracle, its float32 error, its buffers, and where conv2d takes it."""
+import numpy as np
+import pytest
+
+import miniautograd as ag
+from miniautograd import winograd as wg
+from miniautograd import winograd4 as w4
+from miniautograd.conv import conv2d_grad_input
+from miniautograd.conv_fast import choose_algorithm, conv2d
+from naive import conv2d_naive
+from test_winograd import PADS, SLACK, rand
+from traced import traced_peak
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def test_one_dimensional_f43_is_a_correlation(rng):
+    """A^T [(G w) * (B^T d)] = the 4 outputs of correlating 6 inputs d with 3 taps w."""
+    for _ in range(5):
+        d, w = rand(rng, 6), rand(rng, 3)
+        expected = [d[k:k + 3] @ w for k in range(4)]
+        np.testing.assert_allclose(w4.AT @ ((w4.G @ w) * (w4.BT @ d)), expected, rtol=1e-10)
+
+
+def test_the_2d_transforms_are_kronecker_products(rng):
+    """B^T d B = (B^T (x) B^T) d and A^T Z A = (A^T (x) A^T) Z, on row-major flattened tiles."""
+    d, Z = rand(rng, 6, 6), rand(rng, 6, 6)
+    np.testing.assert_allclose(w4.BB @ d.ravel(), (w4.BT @ d @ w4.BT.T).ravel(), rtol=1e-12)
+    np.testing.assert_allclose(w4.AA @ Z.ravel(), (w4.AT @ Z @ w4.AT.T).ravel(), rtol=1e-12)
+
+
+def test_bias_on_z7_reaches_the_sixteen_outputs_of_a_tile():
+    """Column 1 of A^T is all ones (the point 1: 1^i), so A^T e11 A is all ones."""
+    e11 = np.zeros((6, 6))
+    e11[1, 1] = 1
+    np.testing.assert_array_equal(w4.AT @ e11 @ w4.AT.T, np.ones((4, 4)))
+
+
+@pytest.mark.parametrize("pad", PADS)
+@pytest.mark.parametrize("N, C, O, H, W, chunk", [(1, 3, 4, 6, 8, None), (2, 2, 3, 7, 5, 1),
+                                                  (1, 4, 2, 13, 11, 2000)])
+def test_forward_and_input_gradient_match_the_oracle(rng, pad, N, C, O, H, W, chunk):
+    """Outputs that are and are not multiples of 4, every pad side 0..2, N > 1, bands of one tile
+    row (chunk=1) and of several."""
+    x, Wt, b = rand(rng, N, C, H, W), rand(rng, O, C, 3, 3), rand(rng, O)
+    U = w4.transform_kernel(Wt, np.float64)
+    y = w4.winograd4_conv(x, U, pad, b, chunk=chunk)
+    expected = conv2d_naive(x, Wt, b, (1, 1), pad)
+    assert y.shape == expected.shape and y.flags.c_contiguous
+    np.testing.assert_allclose(y, expected, rtol=1e-10, atol=1e-10)
+    gy = rand(rng, *y.shape)
+    gx = w4.winograd4_grad_input(gy, U, pad, chunk=chunk)
+    np.testing.assert_allclose(gx, conv2d_grad_input(gy, Wt, x.shape, 1, pad),
+                               rtol=1e-10, atol=1e-10)
+
+
+def test_float32_error_below_1e_4_and_above_f2x2s(rng):
+    """Max error / max |y| against float64, VGG-like values. Measured 1.0e-5 to 1.8e-5 on
+    256 and 512 channels (F(2x2, 3x3): 6e-7); the bound 1e-4 leaves 5x for other CPUs' BLAS.
+    That it is above F(2x2, 3x3)'s says the larger entries of B and A are what costs."""
+    x = rng.uniform(0, 4, (1, 64, 20, 16)).astype(np.float32)          # post-ReLU features
+    W = (rand(rng, 32, 64, 3, 3) * np.sqrt(2 / 576)).astype(np.float32)  # He-normal filters
+    exact = conv2d_naive(x.astype(np.float64), W.astype(np.float64), None, (1, 1), (1, 1, 1, 1))
+    errors = {}
+    for name, make, run in (("f4", w4.transform_kernel, w4.winograd4_conv),
+                            ("f2", wg.transform_kernel, wg.winograd_conv)):
+        y = run(x, make(W, np.float32), (1, 1, 1, 1))
+        assert y.dtype == np.float32
+        errors[name] = np.abs(y - exact).max() / np.abs(exact).max()
+    assert errors["f2"] < errors["f4"] < 1e-4, errors
+
+
+@pytest.mark.parametrize("shape, O, pad, chunk", [
+    ((1, 8, 64, 32), 8, (1, 1, 1, 1), 2 * 36 * 8 * 8 * 4),   # bands of 4 tile rows (MIN_TILES)
+    ((2, 6, 23, 17), 10, (1, 1, 1, 1), 10 ** 9),              # one band, sizes not multiples of 4
+    ((1, 5, 20, 15), 4, (0, 2, 1, 0), 1)])
+def test_ops_allocate_what_their_buffers_functions_report(rng, shape, O, pad, chunk, monkeypatch):
+    monkeypatch.setattr(w4, "MIN_TILES", 32)
+    x, W = rand(rng, *shape).astype(np.float32), rand(rng, O, shape[1], 3, 3).astype(np.float32)
+    U = w4.transform_kernel(W, np.float32)
+    y, peak = traced_peak(lambda: w4.winograd4_conv(x, U, pad, chunk=chunk))
+    sizes = w4.winograd4_conv_buffers(shape, O, pad, chunk=chunk)
+    assert sizes["y"] == y.size
+    assert peak == pytest.approx(4 * sum(sizes.values()), abs=SLACK)
+    gy = rand(rng, *y.shape).astype(np.float32)
+    gx, peak = traced_peak(lambda: w4.winograd4_grad_input(gy, U, pad, chunk=chunk))
+    sizes = w4.winograd4_grad_input_buffers(gy.shape, shape[1], pad, chunk=chunk)
+    assert sizes["gx"] == gx.size
+    assert peak == pytest.approx(4 * sum(sizes.values()), abs=SLACK)
+
+
+@pytest.mark.parametrize("W_shape, expected", [
+    ((512, 512, 3, 3), "winograd4"),          # VGG's conv4_2 to conv5_4
+    ((512, 256, 3, 3), "winograd"),           # conv4_1: C = 256
+    ((256, 256, 3, 3), "winograd")])
+def test_auto_takes_f4x4_from_512_channels(W_shape, expected):
+    assert choose_algorithm("auto", W_shape, (1, 1), (1, 1, 1, 1)) == expected
+    assert choose_algorithm("auto", W_shape, (2, 2), (1, 1, 1, 1)) == "im2col"
+
+
+def test_conv2d_winograd4_through_backprop_with_kept_kernels(rng):
+    """Forward, gx, gW and gb by conv2d(..., algorithm="winograd4"); the network's kernels keep
+    each transform once, F(2x2, 3x3)'s and F(4x4, 3x3)'s apart."""
+    x, W, b = rand(rng, 2, 3, 9, 6), rand(rng, 4, 3, 3, 3), rand(rng, 4)
+    gy = rand(rng, 2, 4, 9, 6)
+    kernels = ag.TransformedKernels(W)
+    for algorithm in ("winograd4", "winograd", "winograd4"):
+        xt, bt = ag.Tensor(x, requires_grad=True), ag.Tensor(b, requires_grad=True)
+        y = conv2d(xt, ag.Tensor(W), bt, pad=1, algorithm=algorithm, kernels=kernels)
+        assert y.creator.chosen == algorithm
+        np.testing.assert_allclose(y.data, conv2d_naive(x, W, b, (1, 1), (1, 1, 1, 1)),
+                                   rtol=1e-10, atol=1e-10)
+        y.backward(gy)
+        np.testing.assert_allclose(xt.grad, conv2d_grad_input(gy, W, x.shape, 1, 1),
+                                   rtol=1e-10, atol=1e-10)
+    assert sorted(U.shape[0] for U in kernels._made.values()) == [16, 36]
+    result = ag.gradcheck(lambda x, W, b: conv2d(x, W, b, pad=(2, 0, 1, 2),
+                                                 algorithm="winograd4"), x, W, b)
+    assert result.ok, result.errors
