@@ -26,7 +26,7 @@ from .winograd4 import transform_kernel as transform_kernel4
 from .winograd4 import winograd4_conv, winograd4_grad_input
 
 ALGORITHMS = ("auto", "im2col", "winograd", "winograd4")
-WINOGRAD_MIN_CHANNELS = 128   # "auto" takes Winograd F(2x2, 3x3) when C and O are both at least this
+WINOGRAD_MIN_CHANNELS = 128   # "auto" takes F(2x2, 3x3) when C and O are both at least this
 WINOGRAD4_MIN_CHANNELS = 512  # ... and F(4x4, 3x3) when both are at least this
 
 

@@ -73,8 +73,8 @@ def band_rows(C, O, TH, TW, chunk):
 def band_shapes(C, O, OH, OW, chunk):
     """{name: shape} of the buffers winograd4_conv allocates (th = band_rows tile rows).
 
-    band (C*(4th+2)*(4TW+2),) the padded input rows of one band, flat (im2col.pad_rows); taps (36*max(C, O)*th*TW,) holds d,
-    then Z; sums (the same) holds V, then Y.
+    band (C*(4th+2)*(4TW+2),) the padded input rows of one band, flat (im2col.pad_rows);
+    taps (36*max(C, O)*th*TW,) holds d, then Z; sums (the same) holds V, then Y.
     """
     TH, TW = -(-OH // 4), -(-OW // 4)
     th = band_rows(C, O, TH, TW, chunk)
