@@ -233,11 +233,17 @@ def winograd_grad_input(gy, U, pad, *, chunk=None):
     views (negative strides); for the unflipped W^T the transform is U transposed per position,
     U(W^T)[k] = U[k]^T, again a view. So gx = flip(corr(flip(gy), W^T)) runs on U itself.
     """
+    return grad_input_by(winograd_conv, gy, U, pad, chunk=chunk)
+
+
+def grad_input_by(conv, gy, U, pad, *, chunk=None):
+    """gx = flip(conv(flip(gy), U^T)) for ``conv`` winograd_conv or winograd4.winograd4_conv:
+    gy (N, O, OH, OW), U (P, O, C) -> gx (N, C, H, W), written through flipped views."""
     xp = get_array_module(gy, U)
     (N, O, OH, OW), C, (gt, gb, gl, gr) = gy.shape, U.shape[2], gradient_pad(pad)
     gx = xp.empty((N, C, OH + gt + gb - 2, OW + gl + gr - 2), dtype=xp.result_type(gy, U))
-    winograd_conv(gy[:, :, ::-1, ::-1], U.transpose(0, 2, 1), (gb, gt, gr, gl),   # flipped pad
-                  chunk=chunk, out=gx[:, :, ::-1, ::-1])  # (16, O, C) -> (16, C, O), a view
+    conv(gy[:, :, ::-1, ::-1], U.transpose(0, 2, 1), (gb, gt, gr, gl),   # the flipped pad
+         chunk=chunk, out=gx[:, :, ::-1, ::-1])      # (P, O, C) -> (P, C, O), a view
     return gx
 
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from .backend import default_chunk, get_array_module
 from .im2col import pad_rows
-from .winograd import gradient_pad
+from .winograd import gradient_pad, grad_input_by
 
 BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
                [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]])   # (6, 6) input
@@ -157,9 +157,4 @@ def winograd4_grad_input(gy, U, pad, *, chunk=None):
     As winograd.winograd_grad_input: gx = flip(corr(flip(gy), W^T)), and U(W^T)[k] = U[k]^T, a
     view, so the same U serves the forward and the input gradient.
     """
-    xp = get_array_module(gy, U)
-    (N, O, OH, OW), C, (gt, gb, gl, gr) = gy.shape, U.shape[2], gradient_pad(pad)
-    gx = xp.empty((N, C, OH + gt + gb - 2, OW + gl + gr - 2), dtype=xp.result_type(gy, U))
-    winograd4_conv(gy[:, :, ::-1, ::-1], U.transpose(0, 2, 1), (gb, gt, gr, gl),  # flipped pad
-                   chunk=chunk, out=gx[:, :, ::-1, ::-1])  # (36, O, C) -> (36, C, O), a view
-    return gx
+    return grad_input_by(winograd4_conv, gy, U, pad, chunk=chunk)

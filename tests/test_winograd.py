@@ -1,4 +1,4 @@
-"""Winograd F(2x2, 3x3), the input gradient as a convolution, conv2d's choice of algorithm, the
+"""Winograd F(2x2, 3x3) (and F(4x4, 3x3) against the oracle), the input gradient as a convolution, conv2d's choice of algorithm, the
 kernels kept by the network, and the buffer sizes the ops report."""
 
 import tracemalloc
@@ -9,6 +9,7 @@ import pytest
 import miniautograd as ag
 from miniautograd import conv_fast
 from miniautograd import winograd as wg
+from miniautograd import winograd4 as w4
 from miniautograd.backend import CHUNK_ELEMENTS
 from miniautograd.conv import conv2d_grad_input
 from miniautograd.conv_fast import (choose_algorithm, conv2d, grad_input_as_conv,
@@ -42,19 +43,28 @@ def test_four_multiplications_instead_of_six():
     assert set(np.unique(wg.BT)) <= {-1, 0, 1} and set(np.unique(wg.AT)) <= {-1, 0, 1}
 
 
+VARIANTS = {"F(2x2, 3x3)": (wg, wg.transform_kernel, wg.winograd_conv, wg.winograd_grad_input),
+            "F(4x4, 3x3)": (w4, w4.transform_kernel, w4.winograd4_conv, w4.winograd4_grad_input)}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("pad", PADS)
 @pytest.mark.parametrize("N, C, O, H, W, chunk", [(1, 3, 4, 6, 8, None), (2, 2, 3, 7, 5, 1),
-                                                  (1, 4, 2, 9, 6, 600)])
-def test_forward_and_input_gradient_match_the_oracle(rng, pad, N, C, O, H, W, chunk):
-    """Odd and even outputs, every pad side 0..2, N > 1, bands of one tile row (chunk=1)."""
+                                                  (1, 4, 2, 13, 11, 600)])
+def test_forward_and_input_gradient_match_the_oracle(rng, monkeypatch, variant, pad,
+                                                     N, C, O, H, W, chunk):
+    """Outputs that are and are not multiples of the tile, every pad side 0..2, N > 1, bands of
+    one tile row (chunk=1) and of several (MIN_TILES lowered so that small chunks make bands)."""
+    module, transform_kernel, conv, grad_input = VARIANTS[variant]
+    monkeypatch.setattr(module, "MIN_TILES", 1)
     x, Wt, b = rand(rng, N, C, H, W), rand(rng, O, C, 3, 3), rand(rng, O)
-    U = wg.transform_kernel(Wt, np.float64)
-    y = wg.winograd_conv(x, U, pad, b, chunk=chunk)
+    U = transform_kernel(Wt, np.float64)
+    y = conv(x, U, pad, b, chunk=chunk)
     expected = conv2d_naive(x, Wt, b, (1, 1), pad)
     assert y.shape == expected.shape and y.flags.c_contiguous
     np.testing.assert_allclose(y, expected, rtol=1e-11, atol=1e-11)
     gy = rand(rng, *y.shape)
-    gx = wg.winograd_grad_input(gy, U, pad, chunk=chunk)
+    gx = grad_input(gy, U, pad, chunk=chunk)
     np.testing.assert_allclose(gx, conv2d_grad_input(gy, Wt, x.shape, 1, pad),
                                rtol=1e-11, atol=1e-11)
 

@@ -1,5 +1,5 @@
-"""Winograd F(4x4, 3x3): the identity, the transforms as Kronecker products, the op against the
-oracle, its float32 error, its buffers, and where conv2d takes it."""
+"""Winograd F(4x4, 3x3): the identity, the transforms as Kronecker products, its float32 error,
+its buffers, and where conv2d takes it (against the oracle: test_winograd.py, both variants)."""
 import numpy as np
 import pytest
 
@@ -9,13 +9,8 @@ from miniautograd import winograd4 as w4
 from miniautograd.conv import conv2d_grad_input
 from miniautograd.conv_fast import choose_algorithm, conv2d
 from naive import conv2d_naive
-from test_winograd import PADS, SLACK, rand
+from test_winograd import SLACK, rand, rng  # noqa: F401 (rng: the fixture)
 from traced import traced_peak
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(0)
 
 
 def test_one_dimensional_f43_is_a_correlation(rng):
@@ -38,24 +33,6 @@ def test_bias_on_z7_reaches_the_sixteen_outputs_of_a_tile():
     e11 = np.zeros((6, 6))
     e11[1, 1] = 1
     np.testing.assert_array_equal(w4.AT @ e11 @ w4.AT.T, np.ones((4, 4)))
-
-
-@pytest.mark.parametrize("pad", PADS)
-@pytest.mark.parametrize("N, C, O, H, W, chunk", [(1, 3, 4, 6, 8, None), (2, 2, 3, 7, 5, 1),
-                                                  (1, 4, 2, 13, 11, 2000)])
-def test_forward_and_input_gradient_match_the_oracle(rng, pad, N, C, O, H, W, chunk):
-    """Outputs that are and are not multiples of 4, every pad side 0..2, N > 1, bands of one tile
-    row (chunk=1) and of several."""
-    x, Wt, b = rand(rng, N, C, H, W), rand(rng, O, C, 3, 3), rand(rng, O)
-    U = w4.transform_kernel(Wt, np.float64)
-    y = w4.winograd4_conv(x, U, pad, b, chunk=chunk)
-    expected = conv2d_naive(x, Wt, b, (1, 1), pad)
-    assert y.shape == expected.shape and y.flags.c_contiguous
-    np.testing.assert_allclose(y, expected, rtol=1e-10, atol=1e-10)
-    gy = rand(rng, *y.shape)
-    gx = w4.winograd4_grad_input(gy, U, pad, chunk=chunk)
-    np.testing.assert_allclose(gx, conv2d_grad_input(gy, Wt, x.shape, 1, pad),
-                               rtol=1e-10, atol=1e-10)
 
 
 def test_float32_error_below_1e_4_and_above_f2x2s(rng):
