@@ -15,7 +15,7 @@ Each file opens with what it teaches.
   6. im2col.py     - sliding windows as strided-slice copies, and col2im, their adjoint
   7. conv.py       - convolution as a matrix product and its backward passes: the reference
   8. winograd.py   - the same 3x3 convolution with 2.25x fewer multiplications
-  9. winograd4.py  - F(4x4, 3x3)'s matrices: 4x fewer, 6x6 tiles, 20x the float32 error
+  9. winograd4.py  - 4x fewer with 6x6 tiles, the transforms as two matrix products
  10. conv_fast.py  - conv2d as called: im2col or Winograd per layer, gx as a convolution of gy
  11. pooling.py    - average and max pooling, looped over the window offsets
  12. gram.py       - the Gram matrix G = F F^T of style transfer, backward (gG + gG^T) F

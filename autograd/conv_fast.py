@@ -20,9 +20,10 @@ No cycle: conv.py, winograd.py and winograd4.py import nothing from here; this f
 """
 from .backend import get_array_module
 from .conv import Conv2d, conv2d_forward, conv2d_forward_buffers, conv2d_shapes
-from .winograd import (F2, TransformedKernels, gradient_pad, supports, winograd_conv,
+from .winograd import (TransformedKernels, gradient_pad, supports, winograd_conv,
                        winograd_grad_input)
-from .winograd4 import F4
+from .winograd4 import transform_kernel as transform_kernel4
+from .winograd4 import winograd4_conv, winograd4_grad_input
 
 ALGORITHMS = ("auto", "im2col", "winograd", "winograd4")
 WINOGRAD_MIN_CHANNELS = 128   # "auto" takes F(2x2, 3x3) when C and O are both at least this
@@ -99,7 +100,12 @@ def grad_input_as_conv(gy, W, pad, *, chunk=None):
 
 
 # -- the op ----------------------------------------------------------------------------------------
-TILINGS = {"winograd": F2, "winograd4": F4}      # the tile size of each Winograd algorithm
+def winograd_functions(algorithm):
+    """(kernel transform, forward, input gradient) of "winograd" (None: TransformedKernels'
+    default, F(2x2, 3x3)) or "winograd4"."""
+    if algorithm == "winograd4":
+        return transform_kernel4, winograd4_conv, winograd4_grad_input
+    return None, winograd_conv, winograd_grad_input
 
 
 class FastConv2d(Conv2d):
@@ -124,18 +130,18 @@ class FastConv2d(Conv2d):
         if self.chosen == "im2col":
             return super().forward(x, W, b)
         self.kernels = self.kernels or TransformedKernels(W)
-        tiling = TILINGS[self.chosen]
-        U = self.kernels.transformed(get_array_module(x).result_type(x, W), tiling)
-        y = winograd_conv(x, U, self.pad, b, tiling=tiling)
+        transform, conv, _ = winograd_functions(self.chosen)
+        U = self.kernels.transformed(get_array_module(x).result_type(x, W), transform)
+        y = conv(x, U, self.pad, b)
         self.keep_for_backward(x, W)
         return y
 
     def grad_input(self, gy):
         """gx by the algorithm of the forward: Winograd, im2col of gy, or col2im (the reference)."""
-        if self.chosen in TILINGS:
-            tiling = TILINGS[self.chosen]
-            U = self.kernels.transformed(get_array_module(gy).result_type(gy, self.W), tiling)
-            return winograd_grad_input(gy, U, self.pad, tiling=tiling)
+        if self.chosen.startswith("winograd"):
+            transform, _, grad_input = winograd_functions(self.chosen)
+            U = self.kernels.transformed(get_array_module(gy).result_type(gy, self.W), transform)
+            return grad_input(gy, U, self.pad)
         if as_conv_applies(self.W_shape, self.stride, self.pad):
             return grad_input_as_conv(gy, self.W, self.pad)
         return super().grad_input(gy)

@@ -31,7 +31,7 @@ tests/test_plan_measured.py and bench/bench_iteration.py hold it against measure
 """
 import math
 
-from miniautograd import conv, conv_fast, pooling, winograd
+from miniautograd import conv, conv_fast, pooling, winograd, winograd4
 
 ONE_BYTE = ("argmax", "larger", "mask")   # pooling.py's uint8 argmax and boolean arrays
 
@@ -48,6 +48,11 @@ def split(buffers, result, itemsize):
 
 
 # -- one layer's buffers ---------------------------------------------------------------------------
+WINOGRAD = {   # algorithm: (forward's buffers, input gradient's buffers, positions of U)
+    "winograd": (winograd.winograd_conv_buffers, winograd.winograd_grad_input_buffers, 16),
+    "winograd4": (winograd4.winograd4_conv_buffers, winograd4.winograd4_grad_input_buffers, 36)}
+
+
 def conv_memory(x_shape, W_shape, stride, pad, *, chunk, itemsize=4):
     """The LayerCost memory fields of a convolution of x (N, C, H, W) by W (O, C, KH, KW) as
     conv_fast.conv2d runs it: the algorithm ``choose_algorithm`` takes, then its buffers.
@@ -58,18 +63,18 @@ def conv_memory(x_shape, W_shape, stride, pad, *, chunk, itemsize=4):
     view); kernel_bytes: Winograd's U ((16 or 36), O, C), made once and held by the network.
     """
     algorithm = conv_fast.choose_algorithm("auto", W_shape, stride, pad)
-    if algorithm in conv_fast.TILINGS:
-        O, C, tiling = *W_shape[:2], conv_fast.TILINGS[algorithm]
-        forward = winograd.winograd_conv_buffers(x_shape, O, pad, chunk=chunk, tiling=tiling)
+    if algorithm in WINOGRAD:
+        O, C = W_shape[:2]
+        conv_buffers, grad_input_buffers, positions = WINOGRAD[algorithm]
+        forward = conv_buffers(x_shape, O, pad, chunk=chunk)
         gy_shape = (x_shape[0], O, *conv.conv2d_shapes(x_shape, W_shape, None, stride, pad))
-        backward = winograd.winograd_grad_input_buffers(gy_shape, C, pad, chunk=chunk,
-                                                        tiling=tiling)
-        bands = {k: v for k, v in forward.items() if k != "y"}
+        backward = grad_input_buffers(gy_shape, C, pad, chunk=chunk)
+        bands = {k: v for k, v in forward.items() if k not in ("y", "uncropped")}
         _, forward_bytes = split(forward, "y", itemsize)
         grad, backward_bytes = split(backward, "gx", itemsize)
         return dict(algorithm=algorithm, buffer_bytes=nbytes(bands, itemsize),
                     forward_bytes=forward_bytes, backward_bytes=backward_bytes, grad_bytes=grad,
-                    kernel_bytes=tiling.P * O * C * itemsize)
+                    kernel_bytes=positions * O * C * itemsize)
     forward = conv.conv2d_forward_buffers(x_shape, W_shape, stride, pad, chunk=chunk)
     _, forward_bytes = split(forward, "y", itemsize)
     grad, backward_bytes = _im2col_grad_input(x_shape, W_shape, stride, pad, chunk, itemsize)

@@ -24,8 +24,8 @@ def test_one_dimensional_f43_is_a_correlation(rng):
 def test_the_2d_transforms_are_kronecker_products(rng):
     """B^T d B = (B^T (x) B^T) d and A^T Z A = (A^T (x) A^T) Z, on row-major flattened tiles."""
     d, Z = rand(rng, 6, 6), rand(rng, 6, 6)
-    np.testing.assert_allclose(w4.F4.BB @ d.ravel(), (w4.BT @ d @ w4.BT.T).ravel(), rtol=1e-12)
-    np.testing.assert_allclose(w4.F4.AA @ Z.ravel(), (w4.AT @ Z @ w4.AT.T).ravel(), rtol=1e-12)
+    np.testing.assert_allclose(w4.BB @ d.ravel(), (w4.BT @ d @ w4.BT.T).ravel(), rtol=1e-12)
+    np.testing.assert_allclose(w4.AA @ Z.ravel(), (w4.AT @ Z @ w4.AT.T).ravel(), rtol=1e-12)
 
 
 def test_bias_on_z7_reaches_the_sixteen_outputs_of_a_tile():
@@ -56,7 +56,7 @@ def test_float32_error_below_1e_4_and_above_f2x2s(rng):
     ((2, 6, 23, 17), 10, (1, 1, 1, 1), 10 ** 9),              # one band, sizes not multiples of 4
     ((1, 5, 20, 15), 4, (0, 2, 1, 0), 1)])
 def test_ops_allocate_what_their_buffers_functions_report(rng, shape, O, pad, chunk, monkeypatch):
-    monkeypatch.setattr(wg, "MIN_TILES", 32)
+    monkeypatch.setattr(w4, "MIN_TILES", 32)
     x, W = rand(rng, *shape).astype(np.float32), rand(rng, O, shape[1], 3, 3).astype(np.float32)
     U = w4.transform_kernel(W, np.float32)
     y, peak = traced_peak(lambda: w4.winograd4_conv(x, U, pad, chunk=chunk))
