@@ -10,7 +10,9 @@ backward from a random gy to x, as backpropagation calls it (without the copy in
 ``.grad`` that ``y.backward`` would add). For a convolution the matrix products it contains are then timed
 alone, on the same shapes and in the same chunks as autograd/conv.py makes them
 (Wm @ col for the forward, Wm^T @ gy for the input gradient): "outside mm" is the share of the
-layer's time spent elsewhere (im2col, col2im, padding, bias, allocation). Times are medians of
+layer's time spent elsewhere (im2col, col2im, padding, bias, allocation); the last column says
+which algorithm conv2d took (Winograd layers do fewer multiplications than the direct FLOP
+counted, so their "of mm" can pass 1 and "outside" go negative). Times are medians of
 ``--repeats`` runs after a warm-up, with the spread; GFLOP/s also as a fraction ("of mm") of the
 machine's float32 matmul rate measured in the same run. ReLU and pooling do one multiply-add or
 less per byte they touch, so their speed is that of the memory: "GB/s" is the least traffic each
@@ -99,7 +101,7 @@ def measure(net, size, xp, repeats, deepest):
     for spec in net.layers[:net.layer_names.index(deepest) + 1]:
         forward, backward, y_shape = layer_times(net, spec, x_shape, xp, repeats)
         row = {"name": spec.name, "shape": y_shape, "macs": costs[spec.name].macs,
-               "fwd": forward, "bwd": backward}
+               "fwd": forward, "bwd": backward, "algorithm": costs[spec.name].algorithm}
         if spec.kind != "conv":
             row["bytes_fwd"], row["bytes_bwd"] = traffic_bytes(spec.kind, net.pooling, x_shape,
                                                                y_shape)
@@ -130,7 +132,7 @@ def columns(row, direction, rate):
 def format_row(row, rate):
     _, c, h, w = row["shape"]
     return (f"{row['name']:<9}{f'{c}x{h}x{w}':>13}  " + columns(row, "fwd", rate) + "  "
-            + columns(row, "bwd", rate))
+            + columns(row, "bwd", rate) + f"  {row['algorithm']}").rstrip()
 
 
 def print_totals(rows, rate):
@@ -178,7 +180,7 @@ def main(argv=None):
           f"{args.pooling} pooling\n")
     head = f"{'GFLOP/s':>8}{'of mm':>7}{'outside':>8}{'GB/s':>7}"
     print(f"{'layer':<9}{'output':>13}  {'fwd ms (min-max)':<30}{head}  "
-          f"{'bwd ms (min-max)':<30}{head}")
+          f"{'bwd ms (min-max)':<30}{head}  algorithm")
     rows = measure(net, args.size, xp, args.repeats, args.deepest)
     print_totals(rows, RATE[0])
 
