@@ -32,7 +32,7 @@ import numpy as np
 
 from .backend import default_chunk, get_array_module
 from .im2col import pad_rows
-from .winograd import gradient_pad, grad_input_by
+from .winograd import MIN_TILES, gradient_pad, grad_input_by
 
 BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
                [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]])   # (6, 6) input
@@ -42,8 +42,6 @@ AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
                [0, 1, -1, 8, -8, 1]])                                              # (4, 6) output
 BB = np.kron(BT, BT)        # (36, 36): V[6a+b] = sum_ij BT[a, i] BT[b, j] d[6i+j]
 AA = np.kron(AT, AT)        # (16, 36): Y[4a+b] = sum_ij AT[a, i] AT[b, j] Z[6i+j]
-
-MIN_TILES = 256       # a band holds at least this many tiles, below which the products slow down
 
 
 def transform_kernel(W, dtype, *, block=64):

@@ -48,9 +48,11 @@ def split(buffers, result, itemsize):
 
 
 # -- one layer's buffers ---------------------------------------------------------------------------
-WINOGRAD = {   # algorithm: (forward's buffers, input gradient's buffers, positions of U)
-    "winograd": (winograd.winograd_conv_buffers, winograd.winograd_grad_input_buffers, 16),
-    "winograd4": (winograd4.winograd4_conv_buffers, winograd4.winograd4_grad_input_buffers, 36)}
+WINOGRAD = {   # algorithm: (forward's buffers, input gradient's buffers, its B^T (a, a))
+    "winograd": (winograd.winograd_conv_buffers, winograd.winograd_grad_input_buffers,
+                 winograd.BT),
+    "winograd4": (winograd4.winograd4_conv_buffers, winograd4.winograd4_grad_input_buffers,
+                  winograd4.BT)}
 
 
 def conv_memory(x_shape, W_shape, stride, pad, *, chunk, itemsize=4):
@@ -65,7 +67,8 @@ def conv_memory(x_shape, W_shape, stride, pad, *, chunk, itemsize=4):
     algorithm = conv_fast.choose_algorithm("auto", W_shape, stride, pad)
     if algorithm in WINOGRAD:
         O, C = W_shape[:2]
-        conv_buffers, grad_input_buffers, positions = WINOGRAD[algorithm]
+        conv_buffers, grad_input_buffers, BT = WINOGRAD[algorithm]
+        positions = len(BT) ** 2                     # U (a*a, O, C): 16 or 36
         forward = conv_buffers(x_shape, O, pad, chunk=chunk)
         gy_shape = (x_shape[0], O, *conv.conv2d_shapes(x_shape, W_shape, None, stride, pad))
         backward = grad_input_buffers(gy_shape, C, pad, chunk=chunk)
