@@ -11,7 +11,9 @@ Every time is a median of ``--repeats`` runs after one untimed warm-up, with the
 and is also shown as GFLOP/s (minivgg.plan's FLOP count) and as a fraction of this machine's
 float32 matmul rate, measured in the same run. The PyTorch reference runs the same network (the
 same weights copied over), the same losses and the same images, in the same process, alternating
-with minivgg run by run; its loss and gradient are checked against ours before timing.
+with minivgg run by run, each run after a short pause (``time_alternating``: the other engine's
+idle threads would otherwise slow it); its loss and gradient are checked against ours before
+timing.
 
 Peak memory on the CPU: each (engine, size) runs once more in a fresh subprocess, which reports
 the growth of its resident memory (VmHWM, reset just before the iteration, minus VmRSS) during
@@ -25,6 +27,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +56,27 @@ def import_torch(device, *, tf32=False):
     return torch
 
 
+def torch_layer(F, spec, h, W, b, pooling):
+    """One VGG layer (minivgg.vgg's LayerSpec) in PyTorch, ``F`` = torch.nn.functional.
+
+    Convolutions as a PyTorch user writes them: ``padding=`` where the pads are symmetric (all
+    of VGG's), F.pad first otherwise. Average pooling counts its zero padding, as minivgg's.
+    """
+    def padded(value):
+        top, bottom, left, right = spec.pad
+        return F.pad(h, (left, right, top, bottom), value=value) if any(spec.pad) else h
+    if spec.kind == "conv":
+        top, bottom, left, right = spec.pad
+        if (top, left) == (bottom, right):
+            return F.conv2d(h, W, b, stride=spec.stride, padding=(top, left))
+        return F.conv2d(padded(0.0), W, b, stride=spec.stride)
+    if spec.kind == "relu":
+        return F.relu(h)
+    if pooling == "avg":
+        return F.avg_pool2d(padded(0.0), spec.kernel, spec.stride)
+    return F.max_pool2d(padded(-np.inf), spec.kernel, spec.stride)
+
+
 class TorchProblem:
     """minivgg's Problem in PyTorch: the net's weights, targets from the same images, same x."""
 
@@ -78,20 +102,8 @@ class TorchProblem:
         """{name: response} of the layers ``names``: conv, relu and pool as minivgg's VGG19."""
         found = {}
         for spec, W, b in self.layers:
-            if spec.kind == "conv":
-                h = self.F.conv2d(self.pad(h, spec.pad, 0.0), W, b, stride=spec.stride)
-            elif spec.kind == "relu":
-                h = self.F.relu(h)
-            elif self.pooling == "avg":    # zero padding that counts, as minivgg's avg_pool2d
-                h = self.F.avg_pool2d(self.pad(h, spec.pad, 0.0), spec.kernel, spec.stride)
-            else:
-                h = self.F.max_pool2d(self.pad(h, spec.pad, -np.inf), spec.kernel, spec.stride)
-            found[spec.name] = h
+            h = found[spec.name] = torch_layer(self.F, spec, h, W, b, self.pooling)
         return {name: found[name] for name in names}
-
-    def pad(self, h, pad, value):
-        top, bottom, left, right = pad
-        return self.F.pad(h, (left, right, top, bottom), value=value) if any(pad) else h
 
     def normalized_gram(self, F):
         N, C, H, W = F.shape
@@ -134,13 +146,26 @@ def sync_for(torch, device):
 
 
 # -- timing ----------------------------------------------------------------------------------------
-def time_alternating(engines, repeats):
-    """{name: [seconds] * repeats} for engines {name: (step, sync)}: a warm-up each, alternating."""
+SETTLE_SECONDS = 0.3   # the pause before each timed step when engines alternate (see below)
+
+
+def time_alternating(engines, repeats, *, settle=SETTLE_SECONDS):
+    """{name: [seconds] * repeats} for engines {name: (step, sync)}: a warm-up each, alternating.
+
+    With more than one engine, each step waits ``settle`` seconds first: after its last matrix
+    product, OpenBLAS keeps its worker threads spinning for a while (about 0.1 s here), and on a
+    2-core machine they took the cores from whichever engine ran next. Measured at 256 px on the
+    2-core AMD EPYC (bench/README.md): PyTorch right after minivgg took 0.40-0.42 s, after a
+    pause of 0.1 s or more 0.33-0.35 s, its time when run alone; minivgg's did not change.
+    """
+    pause = (lambda: time.sleep(settle)) if len(engines) > 1 else (lambda: None)
     for step, _ in engines.values():
+        pause()
         step()
     times = {name: [] for name in engines}
     for _ in range(repeats):
         for name, (step, sync) in engines.items():
+            pause()
             times[name].append(common.seconds(step, sync))
     return times
 

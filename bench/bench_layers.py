@@ -2,6 +2,7 @@
 
     python bench/bench_layers.py                    # 512 x 512, CPU, down to relu5_1
     python bench/bench_layers.py --size 256 --device gpu
+    python bench/bench_layers.py --compare torch    # each layer in PyTorch too, and the ratio
 
 Each layer runs alone on a random input of the shape it sees in the network (batch 1), through
 the engine's public path (``net.apply``: ag.conv2d, ag.relu, the pool) with x requiring a
@@ -17,14 +18,22 @@ counted, so their "of mm" can pass 1 and "outside" go negative). Times are media
 machine's float32 matmul rate measured in the same run. ReLU and pooling do one multiply-add or
 less per byte they touch, so their speed is that of the memory: "GB/s" is the least traffic each
 must make (``traffic_bytes``: every array it reads or writes, once) divided by its time.
+
+``--compare torch`` times each layer in PyTorch as well, on the same input, weights and gy
+(bench_iteration.torch_layer; the backward is torch.autograd.grad to x alone), after a pause
+that lets the other engine's threads go idle, and ends each row with PyTorch's forward and
+backward times and the ratio of the sums, minivgg / PyTorch: where the iteration's time goes
+against PyTorch's.
 """
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_iteration  # noqa: E402
 import common  # noqa: E402
 import miniautograd as ag  # noqa: E402
 from miniautograd import conv  # noqa: E402
@@ -50,6 +59,26 @@ def layer_times(net, spec, x_shape, xp, repeats):
 
     f = y.creator
     return forward, median_seconds(lambda: f.backward(gy), sync, repeats), y.shape
+
+
+def torch_layer_times(torch, device, net, spec, x_shape, repeats):
+    """(forward times, backward times) of one layer in PyTorch, on layer_times' input and gy."""
+    F, dev = torch.nn.functional, "cuda" if device == "gpu" else "cpu"
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.standard_normal(x_shape, dtype=np.float32)).to(dev)
+    x.requires_grad_(True)
+    W, b = ([torch.from_numpy(ag.to_cpu(p.data)).to(dev) for p in net.params[spec.name]]
+            if spec.kind == "conv" else (None, None))
+    sync = bench_iteration.sync_for(torch, device)
+    time.sleep(bench_iteration.SETTLE_SECONDS)     # minivgg's BLAS threads go idle first
+
+    def forward():
+        return bench_iteration.torch_layer(F, spec, x, W, b, net.pooling)
+    y = forward()
+    gy = torch.from_numpy(rng.standard_normal(tuple(y.shape), dtype=np.float32)).to(dev)
+    return (median_seconds(forward, sync, repeats),
+            median_seconds(lambda: torch.autograd.grad(y, x, gy, retain_graph=True), sync,
+                           repeats))
 
 
 def traffic_bytes(kind, pooling, x_shape, y_shape, itemsize=4):
@@ -93,8 +122,9 @@ def matmul_times(x_shape, W_shape, xp, repeats):
     return median_seconds(forward, sync, repeats), median_seconds(backward, sync, repeats)
 
 
-def measure(net, size, xp, repeats, deepest):
-    """One dict per layer down to ``deepest``: name, shape, macs, times (and matmul times)."""
+def measure(net, size, xp, repeats, deepest, torch=None, device="cpu"):
+    """One dict per layer down to ``deepest``: name, shape, macs, times (and matmul times, and
+    PyTorch's times, "torch_fwd" and "torch_bwd", when ``torch`` is given)."""
     from minivgg import plan
     costs = {c.name: c for c in plan.layer_costs(net, (size, size), deepest=deepest)}
     rows, x_shape = [], (1, 3, size, size)
@@ -108,6 +138,9 @@ def measure(net, size, xp, repeats, deepest):
         else:
             W_shape = net.params[spec.name][0].shape
             row["mm_fwd"], row["mm_bwd"] = matmul_times(x_shape, W_shape, xp, repeats)
+        if torch is not None:
+            row["torch_fwd"], row["torch_bwd"] = torch_layer_times(torch, device, net, spec,
+                                                                   x_shape, repeats)
         rows.append(row)
         print(format_row(row, RATE[0]), flush=True)
         x_shape = y_shape
@@ -129,10 +162,22 @@ def columns(row, direction, rate):
     return f"{cell:<30}{gflops:>8.1f}{gflops / rate:>7.2f}{outside:>8.0%}{'':>7}"
 
 
+def torch_columns(row):
+    """' 9.8 / 10.1 ms  1.02': PyTorch's forward and backward medians, then minivgg / PyTorch
+    of the sums; '' without PyTorch's times."""
+    if "torch_fwd" not in row:
+        return ""
+    ours, theirs = ([common.summary(row[key + d])[0] for d in ("fwd", "bwd")]
+                    for key in ("", "torch_"))
+    cell = f"{theirs[0] * 1e3:.1f} / {theirs[1] * 1e3:.1f} ms"
+    return f"{cell:>20}{sum(ours) / sum(theirs):>7.2f}"
+
+
 def format_row(row, rate):
     _, c, h, w = row["shape"]
     return (f"{row['name']:<9}{f'{c}x{h}x{w}':>13}  " + columns(row, "fwd", rate) + "  "
-            + columns(row, "bwd", rate) + f"  {row['algorithm']}").rstrip()
+            + columns(row, "bwd", rate) + f"  {row['algorithm']:<9}"
+            + torch_columns(row)).rstrip()
 
 
 def print_totals(rows, rate):
@@ -145,6 +190,12 @@ def print_totals(rows, rate):
         gflops = 2 * macs / total / 1e9
         print(f"total {direction}: {total:.3f} s, {gflops:.1f} GFLOP/s ({gflops / rate:.2f} of "
               f"mm), {1 - mm / total:.0%} outside the matrix products of the convolutions")
+    if "torch_fwd" in rows[0]:
+        ours, theirs = ({d: sum(common.summary(r[key + d])[0] for r in rows)
+                         for d in ("fwd", "bwd")} for key in ("", "torch_"))
+        print(f"PyTorch: {theirs['fwd']:.3f} s fwd + {theirs['bwd']:.3f} s bwd; minivgg / "
+              f"PyTorch: {ours['fwd'] / theirs['fwd']:.2f} fwd, {ours['bwd'] / theirs['bwd']:.2f}"
+              f" bwd, {sum(ours.values()) / sum(theirs.values()):.2f} together")
     memory_bound = [r for r in rows if not r["macs"]]
     seconds = {d: sum(common.summary(r[d])[0] for r in memory_bound) for d in ("fwd", "bwd")}
     traffic = sum(r["bytes_fwd"] + r["bytes_bwd"] for r in memory_bound)
@@ -160,6 +211,7 @@ def parse_args(argv):
     p.add_argument("--deepest", default=common.DEEPEST, help="last layer (default: relu5_1)")
     p.add_argument("--pooling", choices=["avg", "max"], default="avg")
     p.add_argument("--seed", type=int, default=0, help="random weights (default: 0)")
+    p.add_argument("--compare", choices=["torch"], help="also time each layer in PyTorch")
     common.add_release_memory(p)
     args = p.parse_args(argv)
     if args.repeats < 1 or args.size < 1:
@@ -174,14 +226,18 @@ def main(argv=None):
     if args.deepest not in net.layer_names:
         common.fail(f"there is no layer {args.deepest!r}; use one of {', '.join(net.layer_names)}")
     memory_line = common.freed_memory(args.release_memory)
+    torch = bench_iteration.import_torch(args.device) if args.compare else None
     RATE[0] = common.matmul_rate(xp)
     print("\n".join(common.machine_lines(args.device, xp) + [memory_line]))
+    if torch is not None:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"float32 matmul rate: {RATE[0]:.1f} GFLOP/s; input {args.size}x{args.size}, batch 1, "
           f"{args.pooling} pooling\n")
     head = f"{'GFLOP/s':>8}{'of mm':>7}{'outside':>8}{'GB/s':>7}"
     print(f"{'layer':<9}{'output':>13}  {'fwd ms (min-max)':<30}{head}  "
-          f"{'bwd ms (min-max)':<30}{head}  algorithm")
-    rows = measure(net, args.size, xp, args.repeats, args.deepest)
+          f"{'bwd ms (min-max)':<30}{head}  algorithm"
+          + (f"{'torch fwd / bwd':>20}{'ratio':>7}" if torch else ""))
+    rows = measure(net, args.size, xp, args.repeats, args.deepest, torch, args.device)
     print_totals(rows, RATE[0])
 
 

@@ -15,6 +15,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import bench_iteration  # noqa: E402
 import bench_layers  # noqa: E402
 import common  # noqa: E402
+import miniautograd as ag  # noqa: E402
 
 
 def run_script(name, *args, block=()):
@@ -84,11 +85,47 @@ def test_without_cupy_the_gpu_scripts_say_so(script, args):
     assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
 
 
-def test_compare_torch_without_torch_says_how_to_install():
-    result = run_script("bench_iteration.py", "--compare", "torch", "--sizes", "16",
-                        block=["torch"])
+@pytest.mark.parametrize("script, args", [("bench_iteration.py", ["--sizes", "16"]),
+                                          ("bench_layers.py", ["--size", "16"])])
+def test_compare_torch_without_torch_says_how_to_install(script, args):
+    result = run_script(script, "--compare", "torch", *args, block=["torch"])
     assert result.returncode == 2 and "needs PyTorch" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+def test_torch_layer_is_each_layer_of_minivgg(pooling):
+    """The per-layer reference computes what net.apply does, layer by layer down to pool2, and a
+    convolution with unequal pads (F.pad first) what ag.conv2d does."""
+    torch = pytest.importorskip("torch")
+    from minivgg.matfile import LayerSpec
+    F, net = torch.nn.functional, common.build_network(seed=2, pooling=pooling)
+    h = np.random.default_rng(0).standard_normal((1, 3, 18, 14), dtype=np.float32)
+    for spec in net.layers[:net.layer_names.index("pool2") + 1]:
+        W, b = ([torch.from_numpy(p.data) for p in net.params[spec.name]]
+                if spec.kind == "conv" else (None, None))
+        theirs = bench_iteration.torch_layer(F, spec, torch.from_numpy(h), W, b, pooling)
+        h = net.apply(spec, ag.Tensor(h)).data
+        np.testing.assert_allclose(theirs.numpy(), h, rtol=1e-4, atol=1e-3 * abs(h).max())
+    spec = LayerSpec("conv", "conv", (3, 3, 2, 4), (0, 1, 2, 0), (1, 1))
+    x, W = (np.random.default_rng(1).standard_normal(s, dtype=np.float32)
+            for s in ((1, 2, 5, 6), (4, 2, 3, 3)))
+    theirs = bench_iteration.torch_layer(F, spec, torch.from_numpy(x), torch.from_numpy(W), None,
+                                         pooling)
+    ours = ag.conv2d(ag.Tensor(x), ag.Tensor(W), pad=spec.pad).data
+    np.testing.assert_allclose(theirs.numpy(), ours, rtol=1e-5, atol=1e-5)
+
+
+def test_bench_layers_compares_each_layer_with_torch(capsys):
+    pytest.importorskip("torch")
+    bench_layers.main(["--size", "16", "--repeats", "1", "--deepest", "relu1_2",
+                       "--compare", "torch"])
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line[:4] in ("conv", "relu")]
+    assert len(rows) == 4
+    for row in rows:                          # ... '0.8', '/', '0.9', 'ms', ratio
+        assert row[-4] == "/" and row[-2] == "ms" and float(row[-1]) > 0
+    assert "minivgg / PyTorch:" in out
 
 
 def test_tf32_needs_the_gpu_and_cupy_tf32():
@@ -103,6 +140,20 @@ def test_torch_reference_agrees_with_minivgg(net):
     loss_error, grad_error = bench_iteration.agreement(problem.step(), reference.step())
     assert loss_error < 1e-4 and grad_error < 1e-4
     assert torch.get_num_threads() == common.cpu_threads()
+
+
+def test_alternating_engines_each_step_after_a_pause(monkeypatch):
+    """Each step of alternating engines waits first (the other's spinning threads would slow it);
+    a lone engine does not wait."""
+    events = []
+    monkeypatch.setattr(bench_iteration.time, "sleep", lambda s: events.append(("sleep", s)))
+    engines = {name: (lambda name=name: events.append(name), None) for name in ("a", "b")}
+    times = bench_iteration.time_alternating(engines, 2, settle=0.25)
+    assert [len(t) for t in times.values()] == [2, 2]
+    assert events == [("sleep", 0.25), "a", ("sleep", 0.25), "b"] * 3   # warm-up, 2 timed rounds
+    events.clear()
+    bench_iteration.time_alternating({"a": engines["a"]}, 2, settle=0.25)
+    assert events == ["a"] * 3
 
 
 def test_helpers(tmp_path):
