@@ -59,12 +59,19 @@ def import_torch(device, *, tf32=False):
 def torch_layer(F, spec, h, W, b, pooling):
     """One VGG layer (minivgg.vgg's LayerSpec) in PyTorch, ``F`` = torch.nn.functional.
 
-    Convolutions as a PyTorch user writes them: ``padding=`` where the pads are symmetric (all
-    of VGG's), F.pad first otherwise. Average pooling counts its zero padding, as minivgg's.
+    Written as a PyTorch user would: convolutions with ``padding=`` where the pads are symmetric
+    (all of VGG's), F.pad first otherwise; the pools pad (F.pad) only the rows and columns their
+    windows read (VGG's pad [0 1 0 1] is read at odd sizes only). Average pooling counts its zero
+    padding, as minivgg's.
     """
     def padded(value):
         top, bottom, left, right = spec.pad
-        return F.pad(h, (left, right, top, bottom), value=value) if any(spec.pad) else h
+        if spec.kind == "pool":                   # the bottom (right) pad the last window reads
+            bottom, right = (max(0, (n + a + z - k) // s * s + k - (n + a))
+                             for n, a, z, k, s in zip(h.shape[2:], (top, left), (bottom, right),
+                                                      spec.kernel, spec.stride))
+        pads = (left, right, top, bottom)
+        return F.pad(h, pads, value=value) if any(pads) else h
     if spec.kind == "conv":
         top, bottom, left, right = spec.pad
         if (top, left) == (bottom, right):
