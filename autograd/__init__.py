@@ -14,13 +14,14 @@ Each file opens with what it teaches.
   5. backend.py    - how one code base runs on NumPy and CuPy: the device follows the data
   6. im2col.py     - sliding windows as strided-slice copies, and col2im, their adjoint
   7. conv.py       - convolution as a matrix product and its backward passes: the reference
-  8. winograd.py   - the same 3x3 convolution with 2.25x fewer multiplications
-  9. winograd4.py  - 4x fewer with 6x6 tiles, the transforms as two matrix products
- 10. conv_fast.py  - conv2d as called: im2col or Winograd per layer, gx as a convolution of gy
- 11. pooling.py    - average and max pooling, looped over the window offsets
- 12. gram.py       - the Gram matrix G = F F^T of style transfer, backward (gG + gG^T) F
- 13. sqrtm.py      - the symmetric square root of a covariance, backward by a Sylvester equation
- 14. reductions.py - sum_squared_error and total_variation: one hand-derived node per loss
+  8. shifted.py    - the same convolution copying the kernel rows only, its columns as views
+  9. winograd.py   - the same 3x3 convolution with 2.25x fewer multiplications
+ 10. winograd4.py  - 4x fewer with 6x6 tiles, the transforms as two matrix products
+ 11. conv_fast.py  - conv2d as called: im2col, shifted or Winograd per layer, gx as a conv of gy
+ 12. pooling.py    - average and max pooling, looped over the window offsets
+ 13. gram.py       - the Gram matrix G = F F^T of style transfer, backward (gG + gG^T) F
+ 14. sqrtm.py      - the symmetric square root of a covariance, backward by a Sylvester equation
+ 15. reductions.py - sum_squared_error and total_variation: one hand-derived node per loss
 The derivations are in docs/ (one page per topic) and in each backward's docstring.
 """
 if __name__ != "miniautograd":

@@ -1,60 +1,75 @@
-"""conv2d as users call it: per layer, im2col or Winograd, and the input gradient without col2im.
+"""conv2d as users call it: per layer, im2col, shifted views or Winograd, and gx without col2im.
 
-Read conv.py (the reference), winograd.py and winograd4.py first. This file adds no new
-mathematics, only the choices that make the same convolution faster, and the op that applies them:
+Read conv.py (the reference), shifted.py, winograd.py and winograd4.py first. This file adds no
+new mathematics, only the choices that make the same convolution faster, and the op that applies
+them:
 
-- ``choose_algorithm``: "auto" takes Winograd F(4x4, 3x3) for 3x3 stride-1 layers with C and O
-  both at least WINOGRAD4_MIN_CHANNELS, F(2x2, 3x3) where both are at least
-  WINOGRAD_MIN_CHANNELS, im2col elsewhere (in VGG-19: conv1_1 to conv2_1 im2col, conv2_2 to
-  conv4_1 F(2x2, 3x3), conv4_2 to conv5_4 F(4x4, 3x3)).
+- ``choose_algorithm``: "auto" takes, for 3x3 stride-1 layers by the smaller of C and O,
+  Winograd F(4x4, 3x3) from WINOGRAD4_MIN_CHANNELS, F(2x2, 3x3) from WINOGRAD_MIN_CHANNELS,
+  shifted views (shifted.py; any stride-1 layer) from SHIFTED_MIN_CHANNELS, and im2col below
+  (in VGG-19: conv1_1 im2col, conv1_2 to conv3_1 shifted, conv3_2 to conv4_1 F(2x2, 3x3),
+  conv4_2 to conv5_4 F(4x4, 3x3)).
 - the input gradient of a stride-1 convolution is itself a convolution: of gy, padded by K-1-p
   on each side, with the flipped kernel Wg[c, o, i, j] = W[o, c, KH-1-i, KW-1-j] (derivation:
-  docs/convolution.md). Winograd layers run it through winograd.py; im2col layers with O <= C
-  through conv2d_forward (``grad_input_as_conv``), which skips col2im's read-modify-write passes.
+  docs/convolution.md). Winograd layers run it through winograd.py, shifted layers through
+  shifted.py; im2col layers with O <= C through conv2d_forward (``grad_input_as_conv``), which
+  skips col2im's read-modify-write passes.
   col2im, the reference, remains where O > C (conv1_1: 3 -> 64) and for strides above 1: in
-  VGG-19, conv1_1 and conv2_1 of sixteen.
+  VGG-19, conv1_1 alone.
 - ``FastConv2d`` is conv.Conv2d with ``forward`` and ``grad_input`` replaced by these choices;
   what it keeps for backward, and the weight and bias gradients, are conv.Conv2d's.
 
-No cycle: conv.py, winograd.py and winograd4.py import nothing from here; this file imports them.
+No cycle: conv.py, shifted.py, winograd.py and winograd4.py import nothing from here; this file
+imports them.
 """
 from .backend import get_array_module
 from .conv import Conv2d, conv2d_forward, conv2d_forward_buffers, conv2d_shapes
+from .shifted import shifted_conv
+from .shifted import supports as shifted_supports
 from .winograd import (TransformedKernels, gradient_pad, supports, winograd_conv,
                        winograd_grad_input)
 from .winograd4 import transform_kernel as transform_kernel4
 from .winograd4 import winograd4_conv, winograd4_grad_input
 
-ALGORITHMS = ("auto", "im2col", "winograd", "winograd4")
-WINOGRAD_MIN_CHANNELS = 128   # "auto" takes F(2x2, 3x3) when C and O are both at least this
-WINOGRAD4_MIN_CHANNELS = 512  # ... and F(4x4, 3x3) when both are at least this
+ALGORITHMS = ("auto", "im2col", "shifted", "winograd", "winograd4")
+SHIFTED_MIN_CHANNELS = 64     # "auto" takes shifted views when C and O are both at least this,
+WINOGRAD_MIN_CHANNELS = 256   # F(2x2, 3x3) when both are at least this,
+WINOGRAD4_MIN_CHANNELS = 512  # and F(4x4, 3x3) when both are at least this
 
 
 def choose_algorithm(algorithm, W_shape, stride, pad):
-    """"im2col", "winograd" or "winograd4" for this convolution; ``algorithm``: one of ALGORITHMS.
+    """"im2col", "shifted", "winograd" or "winograd4" for this convolution; ``algorithm``: one of
+    ALGORITHMS.
 
-    The rule for "auto", measured on a 2-core CPU (bench/README.md, per layer): Winograd
-    F(2x2, 3x3) where it applies (3x3, stride 1, pads <= 2) and both C and O are at least
-    WINOGRAD_MIN_CHANNELS; there its 2.25x fewer multiplications outweigh the transforms, which
-    cost O(C + O) per tile. Below that (VGG's 64-channel layers) im2col is faster. F(4x4, 3x3)
-    is faster still on every VGG layer from 64 channels up, but 20x less accurate in float32:
-    where both C and O are at least WINOGRAD4_MIN_CHANNELS (VGG's 512-channel layers) a
-    style-transfer gradient stayed as it was (its error against float64 5.5e-5, its agreement
-    with PyTorch 3.3e-5 at 512 px); taken from 256 channels, the agreement doubled
+    The rule for "auto", measured per layer (forward and input gradient) on a 2-core CPU
+    (bench/README.md), by the smaller of C and O: from SHIFTED_MIN_CHANNELS (64) shifted views,
+    the same products as im2col with a third of its copying: 15-22% less time than im2col at 64
+    channels, 13% less than F(2x2, 3x3) at 128, with a direct sum's rounding. Below (conv1_1,
+    C = 3) its stacked matrix is too thin for BLAS: im2col. From WINOGRAD_MIN_CHANNELS (256)
+    F(2x2, 3x3): its 2.25x fewer multiplications outweigh the transforms, which cost O(C + O)
+    per tile (11% less than shifted at 256, 26% at 256 -> 512). From WINOGRAD4_MIN_CHANNELS
+    (512) F(4x4, 3x3): 4x fewer multiplications, and 20x the float32 error of F(2x2, 3x3);
+    taken there, a style-transfer gradient stayed as it was (its error against float64 5.5e-5,
+    its agreement with PyTorch 3.3e-5 at 512 px); taken from 256 channels, the agreement doubled
     (bench/README.md).
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"conv2d: algorithm must be one of {', '.join(ALGORITHMS)}; "
                          f"got {algorithm!r}")
-    fits = supports(W_shape, stride, pad)
+    fits, shifts = supports(W_shape, stride, pad), shifted_supports(W_shape, stride, pad)
     if algorithm.startswith("winograd") and not fits:
         raise ValueError(f"conv2d: algorithm={algorithm!r} needs a 3x3 kernel, stride 1 and pads "
                          f"<= 2; got W {tuple(W_shape)}, stride {stride}, pad {pad}")
+    if algorithm == "shifted" and not shifts:
+        raise ValueError(f"conv2d: algorithm='shifted' needs stride 1 and pads below the "
+                         f"kernel's size; got W {tuple(W_shape)}, stride {stride}, pad {pad}")
     if algorithm == "auto":
         channels = min(W_shape[0], W_shape[1])
         if fits and channels >= WINOGRAD4_MIN_CHANNELS:
             return "winograd4"
-        return "winograd" if fits and channels >= WINOGRAD_MIN_CHANNELS else "im2col"
+        if fits and channels >= WINOGRAD_MIN_CHANNELS:
+            return "winograd"
+        return "shifted" if shifts and channels >= SHIFTED_MIN_CHANNELS else "im2col"
     return algorithm
 
 
@@ -130,6 +145,10 @@ class FastConv2d(Conv2d):
                              "them again, TransformedKernels(W), after replacing the weights")
         if self.chosen == "im2col":
             return super().forward(x, W, b)
+        if self.chosen == "shifted":
+            y = shifted_conv(x, W, b, self.pad)
+            self.keep_for_backward(x, W)
+            return y
         self.kernels = self.kernels or TransformedKernels(W)
         transform, conv, _ = winograd_functions(self.chosen)
         U = self.kernels.transformed(get_array_module(x).result_type(x, W), transform)
@@ -138,7 +157,11 @@ class FastConv2d(Conv2d):
         return y
 
     def grad_input(self, gy):
-        """gx by the algorithm of the forward: Winograd, im2col of gy, or col2im (the reference)."""
+        """gx by the algorithm of the forward: Winograd, shifted views or im2col of gy (a
+        convolution of gy with the flipped kernel), or col2im (the reference)."""
+        if self.chosen == "shifted":
+            return shifted_conv(gy, flipped_kernel(self.W), None,
+                                gradient_pad(self.pad, self.W_shape[2:]))
         if self.chosen.startswith("winograd"):
             transform, _, grad_input = winograd_functions(self.chosen)
             U = self.kernels.transformed(get_array_module(gy).result_type(gy, self.W), transform)
@@ -153,8 +176,9 @@ def conv2d(x, W, b=None, *, stride=1, pad=0, algorithm="auto", kernels=None):
 
     Returns (N, O, OH, OW), OH = 1 + (H + pt + pb - KH) // sh, OW = 1 + (W + pl + pr - KW) // sw.
     ``stride``: int or (sh, sw). ``pad``: int, (ph, pw) or (top, bottom, left, right), zeros.
-    ``algorithm``: "im2col", "winograd" or "winograd4" (3x3, stride 1, pads <= 2: F(2x2, 3x3),
-    F(4x4, 3x3)) or "auto" (choose_algorithm).
+    ``algorithm``: "im2col", "shifted" (stride 1, pads < kernel: shifted.py), "winograd" or
+    "winograd4" (3x3, stride 1, pads <= 2: F(2x2, 3x3), F(4x4, 3x3)) or "auto"
+    (choose_algorithm).
     ``kernels``: TransformedKernels(W.data) kept by the owner of a frozen W, so that Winograd
     transforms it once (VGG19 passes its own); without them it is transformed at each call.
     """

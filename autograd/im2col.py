@@ -100,13 +100,23 @@ def pad_rows(x, rows, pad, *, out):
         return x[:, :, rows]
     (N, C, H, W), (pt, _, pl, pr), R = x.shape, pad, rows.stop - rows.start
     band = out[:N * C * R * (W + pl + pr)].reshape(N, C, R, W + pl + pr)  # flat -> (N, C, R, Wp)
-    top = min(R, max(0, pt - rows.start))            # band rows above x's first row
-    end = max(top, min(R, H + pt - rows.start))      # band rows up to x's last row
+    return fill_padded_rows(x, rows.start, pad, band)
+
+
+def fill_padded_rows(x, first, pad, band):
+    """Write rows first .. first+R-1 of the zero-padded x into ``band`` (N, C, R, Wp), any view.
+
+    x (N, C, H, W); ``first`` counts padded-input rows (row pt is x's row 0). Only the band's
+    padding is zeroed, only x's rows copied. Returns band.
+    """
+    (N, C, H, W), (pt, _, pl, _), R = x.shape, pad, band.shape[2]
+    top = min(R, max(0, pt - first))                 # band rows above x's first row
+    end = max(top, min(R, H + pt - first))           # band rows up to x's last row
     band[:, :, :top] = 0
     band[:, :, end:] = 0
     band[:, :, top:end, :pl] = 0
     band[:, :, top:end, pl + W:] = 0
-    band[:, :, top:end, pl:pl + W] = x[:, :, rows.start + top - pt:rows.start + end - pt]
+    band[:, :, top:end, pl:pl + W] = x[:, :, first + top - pt:first + end - pt]
     return band
 
 

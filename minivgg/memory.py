@@ -3,7 +3,7 @@
 plan.py builds its IterationPlan from these functions; they are pure arithmetic on shapes. What
 each op allocates is not restated here: every op of autograd/ that allocates working memory
 gives its arrays' sizes in a ``*_buffers`` function beside it, which the op itself sizes its
-arrays with (conv.py, conv_fast.py, winograd.py, pooling.py); this file reads them, and which
+arrays with (conv.py, conv_fast.py, shifted.py, winograd.py, pooling.py); this file reads them, and which
 path a convolution takes from ``conv_fast.choose_algorithm`` and ``as_conv_applies``.
 
 Notation: N images, C input channels, H x W input size, O output channels, KH x KW kernel,
@@ -31,7 +31,7 @@ tests/test_plan_measured.py and bench/bench_iteration.py hold it against measure
 """
 import math
 
-from miniautograd import conv, conv_fast, pooling, winograd, winograd4
+from miniautograd import conv, conv_fast, pooling, shifted, winograd, winograd4
 
 ONE_BYTE = ("argmax", "larger", "mask")   # pooling.py's uint8 argmax and boolean arrays
 
@@ -60,11 +60,14 @@ def conv_memory(x_shape, W_shape, stride, pad, *, chunk, itemsize=4):
     conv_fast.conv2d runs it: the algorithm ``choose_algorithm`` takes, then its buffers.
 
     chunk: the work buffers' size (device.Device.chunk). buffer_bytes: the col buffer or the
-    Winograd bands, shown by --explain; forward_bytes: all that forward allocates but y;
+    bands of shifted views or Winograd, shown by --explain; forward_bytes: all that forward
+    allocates but y;
     backward_bytes: all that the input gradient allocates but gx (grad_bytes: of which gx is a
     view); kernel_bytes: Winograd's U ((16 or 36), O, C), made once and held by the network.
     """
     algorithm = conv_fast.choose_algorithm("auto", W_shape, stride, pad)
+    if algorithm == "shifted":
+        return dict(algorithm=algorithm, **_shifted_memory(x_shape, W_shape, pad, chunk, itemsize))
     if algorithm in WINOGRAD:
         O, C = W_shape[:2]
         conv_buffers, grad_input_buffers, BT = WINOGRAD[algorithm]
@@ -83,6 +86,21 @@ def conv_memory(x_shape, W_shape, stride, pad, *, chunk, itemsize=4):
     grad, backward_bytes = _im2col_grad_input(x_shape, W_shape, stride, pad, chunk, itemsize)
     return dict(algorithm=algorithm, buffer_bytes=forward["col"] * itemsize,
                 forward_bytes=forward_bytes, backward_bytes=backward_bytes, grad_bytes=grad)
+
+
+def _shifted_memory(x_shape, W_shape, pad, chunk, itemsize):
+    """Memory fields of a layer by shifted views: forward, and its input gradient, the same
+    function on gy with the flipped kernel (C and O swapped) and the gradient's pads."""
+    O, C, KH, KW = W_shape
+    gy_shape = (x_shape[0], O, *conv.conv2d_shapes(x_shape, W_shape, None, (1, 1), pad))
+    forward = shifted.shifted_conv_buffers(x_shape, W_shape, pad, chunk=chunk)
+    backward = shifted.shifted_conv_buffers(gy_shape, (C, O, KH, KW),
+                                            winograd.gradient_pad(pad, (KH, KW)), chunk=chunk)
+    bands = {name: forward[name] for name in ("S", "wide", "tmp")}
+    _, forward_bytes = split(forward, "y", itemsize)
+    grad, backward_bytes = split(backward, "y", itemsize)
+    return dict(buffer_bytes=nbytes(bands, itemsize), forward_bytes=forward_bytes,
+                backward_bytes=backward_bytes, grad_bytes=grad)
 
 
 def _im2col_grad_input(x_shape, W_shape, stride, pad, chunk, itemsize):

@@ -45,8 +45,8 @@ class LayerCost:
     macs: int              # forward multiply-adds (0 for ReLU and pooling)
     out_bytes: int         # the output array
     saved_bytes: int       # kept by the op until backward ends: ReLU's mask, max pool's argmax
-    algorithm: str = ""    # a conv's: "im2col", "winograd" or "winograd4" (choose_algorithm)
-    buffer_bytes: int = 0  # a conv's forward work buffers: the col buffer, or Winograd's bands
+    algorithm: str = ""    # a conv's: "im2col", "shifted", "winograd" or "winograd4"
+    buffer_bytes: int = 0  # a conv's forward work buffers: col, or the bands (shifted, Winograd)
     forward_bytes: int = 0   # transient in forward, beyond its input, output and saved
     backward_bytes: int = 0  # transient in backward, beyond gy and gx
     grad_bytes: int = 0      # gx, the input gradient it returns (all of a padded array it views)

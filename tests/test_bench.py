@@ -65,7 +65,7 @@ def test_bench_layers_lists_layers_with_matmul_share(capsys):
     names = [line.split()[0] for line in out.splitlines() if line[:4] in ("conv", "relu", "pool")]
     assert names == ["conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1", "conv2_1", "relu2_1"]
     algorithms = [line.split()[-1] for line in out.splitlines() if line.startswith("conv")]
-    assert algorithms == ["im2col"] * 3                         # 64 channels: no Winograd
+    assert algorithms == ["im2col", "shifted", "shifted"]       # C = 3, then 64 channels
     assert "total fwd:" in out and "outside the matrix products" in out
 
 

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from miniautograd.backend import CHUNK_ELEMENTS
+from miniautograd.shifted import BAND_ELEMENTS
 from minivgg import explain as E
 from minivgg import fits as F
 from minivgg.image import longest_shape
@@ -160,11 +161,11 @@ def test_memory_terms(net):
     argmax = sum(math.prod(la.shape) for la in mx.layers if la.kind == "pool")    # uint8
     assert mx.kept_bytes == avg.kept_bytes + argmax
     weights = sum((o * c * 9 + o) * 4 for _, (o, c, _, _) in conv_shapes(net))
-    positions = {512: 36, 256: 16, 128: 16}          # F(4x4, 3x3) from 512 channels, F(2x2) from 128
+    positions = {512: 36, 256: 16}                   # F(4x4, 3x3) from 512 channels, F(2x2) from 256
     kernels = sum(positions.get(min(o, c), 0) * o * c * 4
                   for _, (o, c, _, _) in conv_shapes(net)[:13])   # to conv5_1
     assert avg.weight_bytes == weights and avg.kernel_bytes == kernels
-    assert E.format_bytes(kernels) == "167.0 MiB"
+    assert E.format_bytes(kernels) == "164.0 MiB"
     assert avg.peak_bytes == (weights + kernels + avg.state_bytes + avg.kept_bytes
                               + avg.transient_bytes)
     losses = P.plan_iteration(net, (64, 32), style_layers=STYLE, content_layers=["relu4_2"])
@@ -181,7 +182,8 @@ def test_memory_terms(net):
 def test_algorithms_and_layer_peaks(net):
     plan = P.plan_iteration(net, (64, 32), style_layers=["relu1_1"], deepest="relu5_1")
     algorithms = [la.algorithm for la in plan.layers if la.kind == "conv"]
-    assert algorithms == ["im2col"] * 3 + ["winograd"] * 6 + ["winograd4"] * 4   # C, O >= 128; 512
+    assert algorithms == (["im2col"] + ["shifted"] * 4 + ["winograd"] * 4   # C, O >= 64; 256;
+                          + ["winograd4"] * 4)                               # 512
     conv1_1, relu1_1, conv1_2 = plan.layers[:3]
     assert plan.forward_peaks[0] == conv1_1.out_bytes + conv1_1.forward_bytes   # no input
     assert plan.forward_peaks[1] == 2 * relu1_1.out_bytes + relu1_1.saved_bytes
@@ -201,13 +203,20 @@ def test_algorithms_and_layer_peaks(net):
 
 
 @pytest.mark.parametrize("device", ["cpu", "gpu"])
-def test_im2col_buffer_is_chunked_at_large_sizes(net, device):
+def test_work_buffers_are_chunked_at_large_sizes(net, device):
     chunk = CHUNK_ELEMENTS[device]
-    conv1_2 = P.layer_costs(net, (1024, 1024), deepest="conv1_2", device=device)[-1]
-    full = 1024 * 1024 * 64 * 9 * 4                             # the unchunked col, 2.25 GiB
-    assert conv1_2.buffer_bytes <= 4 * chunk < full
-    assert conv1_2.buffer_bytes % (64 * 9 * 1024 * 4) == 0      # whole output rows
-    assert 2 * conv1_2.buffer_bytes > 4 * chunk                 # as many rows as fit
+    conv1_1, _, conv1_2 = P.layer_costs(net, (2048, 2048), deepest="conv1_2", device=device)
+    assert (conv1_1.algorithm, conv1_2.algorithm) == ("im2col", "shifted")
+    full = 2048 * 2048 * 3 * 9 * 4                              # the unchunked col, 432 MiB
+    assert conv1_1.buffer_bytes <= 4 * chunk < full
+    assert conv1_1.buffer_bytes % (3 * 9 * 2048 * 4) == 0       # whole output rows
+    assert 2 * conv1_1.buffer_bytes > 4 * chunk                 # as many rows as fit
+    # shifted views: S (3*64, R*2050 + 2), wide and tmp (64, R*2050) for R output rows, within
+    # the smaller of the chunk and shifted.BAND_ELEMENTS
+    budget = 4 * min(chunk, BAND_ELEMENTS)
+    rows = (conv1_2.buffer_bytes // 4 - 3 * 64 * 2) / ((3 * 64 + 2 * 64) * 2050)
+    assert rows == int(rows) and conv1_2.buffer_bytes <= budget
+    assert 4 * (rows + 1) * (3 * 64 + 2 * 64) * 2050 > budget       # one row more would not fit
 
 
 def test_peak_grows_with_size(net):

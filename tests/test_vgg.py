@@ -134,7 +134,7 @@ def test_the_network_owns_its_winograd_kernels(monkeypatch):
     calls, real = [], winograd.transform_kernel
     monkeypatch.setattr(winograd, "transform_kernel",
                         lambda W, dtype: calls.append(W) or real(W, dtype))
-    net = random_vgg19(channels=(4, 4, 128, 128) + (8,) * 12)   # conv2_2: 128 -> 128, Winograd
+    net = random_vgg19(channels=(4, 4, 256, 256) + (8,) * 12)   # conv2_2: 256 -> 256, Winograd
     for _ in range(3):
         x = ag.Tensor(image(8, 12), requires_grad=True)
         net(x, ["relu2_2"])["relu2_2"].sum().backward()

@@ -135,14 +135,17 @@ def test_gradcheck_rejects_a_wrong_winograd_gradient(rng, monkeypatch):
 
 
 @pytest.mark.parametrize("W_shape, stride, pad, expected", [
-    ((128, 128, 3, 3), 1, 1, "winograd"),
+    ((256, 256, 3, 3), 1, 1, "winograd"),
     ((512, 256, 3, 3), 1, 1, "winograd"),
-    ((64, 64, 3, 3), 1, 1, "im2col"),         # VGG's 64-channel layers
-    ((128, 64, 3, 3), 1, 1, "im2col"),
-    ((64, 3, 3, 3), 1, 1, "im2col"),
-    ((128, 128, 3, 3), 2, 1, "im2col"),      # Winograd needs stride 1
-    ((128, 128, 5, 5), 1, 2, "im2col"),      # and a 3x3 kernel
-    ((128, 128, 3, 3), 1, 3, "im2col"),      # and pads <= 2
+    ((256, 128, 3, 3), 1, 1, "shifted"),     # below 256 channels (VGG's conv1_2 to conv3_1)
+    ((128, 128, 3, 3), 1, 1, "shifted"),
+    ((64, 64, 3, 3), 1, 1, "shifted"),
+    ((128, 64, 3, 3), 1, 1, "shifted"),
+    ((64, 3, 3, 3), 1, 1, "im2col"),         # C = 3: below 64
+    ((32, 64, 3, 3), 1, 1, "im2col"),        # O = 32
+    ((256, 256, 3, 3), 2, 1, "im2col"),      # Winograd and shifted views need stride 1,
+    ((256, 256, 5, 5), 1, 2, "shifted"),     # Winograd a 3x3 kernel,
+    ((256, 256, 3, 3), 1, 3, "im2col"),      # and pads <= 2 (shifted: below the kernel's size)
 ])
 def test_auto_rule(W_shape, stride, pad, expected):
     stride, pad = (stride, stride), (pad,) * 4
@@ -163,7 +166,7 @@ def test_winograd_where_it_does_not_apply_is_refused(W_shape, kwargs, message):
 
 def test_unknown_algorithm_is_refused():
     with pytest.raises(ValueError, match=r"conv2d: algorithm must be one of auto, im2col, "
-                                         r"winograd, winograd4; got 'fft'"):
+                                         r"shifted, winograd, winograd4; got 'fft'"):
         conv2d(np.zeros((1, 2, 6, 6)), np.zeros((4, 2, 3, 3)), algorithm="fft")
 
 
