@@ -20,10 +20,10 @@ less per byte they touch, so their speed is that of the memory: "GB/s" is the le
 must make (``traffic_bytes``: every array it reads or writes, once) divided by its time.
 
 ``--compare torch`` times each layer in PyTorch as well, on the same input, weights and gy
-(bench_iteration.torch_layer; the backward is torch.autograd.grad to x alone), after a pause
-that lets the other engine's threads go idle, and ends each row with PyTorch's forward and
-backward times and the ratio of the sums, minivgg / PyTorch: where the iteration's time goes
-against PyTorch's.
+(bench_iteration.torch_layer; the backward is torch.autograd.grad to x alone), alternating with
+minivgg run by run, each run after a pause that lets the other engine's threads go idle, and
+ends each row with PyTorch's forward and backward times and the ratio of the sums, minivgg /
+PyTorch: where the iteration's time goes against PyTorch's.
 """
 import argparse
 import sys
@@ -46,39 +46,52 @@ def median_seconds(fn, sync, repeats):
     return [common.seconds(fn, sync) for _ in range(repeats)]
 
 
-def layer_times(net, spec, x_shape, xp, repeats):
-    """(forward times, backward times, output shape) of one layer on a random input."""
+def layer_steps(net, spec, x_shape, xp):
+    """(forward, backward, output shape) of one layer on a random input: the forward call, and
+    the op's backward from a random gy to x."""
     rng = np.random.default_rng(0)
     data = rng.standard_normal(x_shape, dtype=np.float32)
     x = ag.Tensor(data if xp is np else xp.asarray(data), requires_grad=True)
-    sync = common.device_sync(xp)
-    forward = median_seconds(lambda: net.apply(spec, x), sync, repeats)
     y = net.apply(spec, x)
     gy_data = rng.standard_normal(y.shape, dtype=np.float32)
     gy = gy_data if xp is np else xp.asarray(gy_data)
-
     f = y.creator
-    return forward, median_seconds(lambda: f.backward(gy), sync, repeats), y.shape
+    return (lambda: net.apply(spec, x)), (lambda: f.backward(gy)), y.shape
 
 
-def torch_layer_times(torch, device, net, spec, x_shape, repeats):
-    """(forward times, backward times) of one layer in PyTorch, on layer_times' input and gy."""
+def torch_layer_steps(torch, device, net, spec, x_shape):
+    """(forward, backward) of one layer in PyTorch, on layer_steps' input and gy."""
     F, dev = torch.nn.functional, "cuda" if device == "gpu" else "cpu"
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.standard_normal(x_shape, dtype=np.float32)).to(dev)
     x.requires_grad_(True)
     W, b = ([torch.from_numpy(ag.to_cpu(p.data)).to(dev) for p in net.params[spec.name]]
             if spec.kind == "conv" else (None, None))
-    sync = bench_iteration.sync_for(torch, device)
-    time.sleep(bench_iteration.SETTLE_SECONDS)     # minivgg's BLAS threads go idle first
 
     def forward():
         return bench_iteration.torch_layer(F, spec, x, W, b, net.pooling)
     y = forward()
     gy = torch.from_numpy(rng.standard_normal(tuple(y.shape), dtype=np.float32)).to(dev)
-    return (median_seconds(forward, sync, repeats),
-            median_seconds(lambda: torch.autograd.grad(y, x, gy, retain_graph=True), sync,
-                           repeats))
+    return forward, lambda: torch.autograd.grad(y, x, gy, retain_graph=True)
+
+
+def step_times(engines, repeats):
+    """{name: (forward times, backward times)} for engines {name: (forward, backward, sync)}:
+    after a warm-up each, alternating run by run, each run after bench_iteration's pause when
+    there are two (the other engine's idle threads would slow it; the machine's drift hits
+    both)."""
+    pause = (lambda: time.sleep(bench_iteration.SETTLE_SECONDS)) if len(engines) > 1 else (
+        lambda: None)
+    for forward, backward, _ in engines.values():
+        forward()
+        backward()
+    times = {name: ([], []) for name in engines}
+    for _ in range(repeats):
+        for name, (forward, backward, sync) in engines.items():
+            pause()
+            times[name][0].append(common.seconds(forward, sync))
+            times[name][1].append(common.seconds(backward, sync))
+    return times
 
 
 def traffic_bytes(kind, pooling, x_shape, y_shape, itemsize=4):
@@ -129,18 +142,21 @@ def measure(net, size, xp, repeats, deepest, torch=None, device="cpu"):
     costs = {c.name: c for c in plan.layer_costs(net, (size, size), deepest=deepest)}
     rows, x_shape = [], (1, 3, size, size)
     for spec in net.layers[:net.layer_names.index(deepest) + 1]:
-        forward, backward, y_shape = layer_times(net, spec, x_shape, xp, repeats)
+        forward, backward, y_shape = layer_steps(net, spec, x_shape, xp)
+        engines = {"": (forward, backward, common.device_sync(xp))}
+        if torch is not None:
+            engines["torch_"] = (*torch_layer_steps(torch, device, net, spec, x_shape),
+                                 bench_iteration.sync_for(torch, device))
         row = {"name": spec.name, "shape": y_shape, "macs": costs[spec.name].macs,
-               "fwd": forward, "bwd": backward, "algorithm": costs[spec.name].algorithm}
+               "algorithm": costs[spec.name].algorithm}
+        for name, (forward_times, backward_times) in step_times(engines, repeats).items():
+            row[name + "fwd"], row[name + "bwd"] = forward_times, backward_times
         if spec.kind != "conv":
             row["bytes_fwd"], row["bytes_bwd"] = traffic_bytes(spec.kind, net.pooling, x_shape,
                                                                y_shape)
         else:
             W_shape = net.params[spec.name][0].shape
             row["mm_fwd"], row["mm_bwd"] = matmul_times(x_shape, W_shape, xp, repeats)
-        if torch is not None:
-            row["torch_fwd"], row["torch_bwd"] = torch_layer_times(torch, device, net, spec,
-                                                                   x_shape, repeats)
         rows.append(row)
         print(format_row(row, RATE[0]), flush=True)
         x_shape = y_shape

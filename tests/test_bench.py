@@ -156,6 +156,17 @@ def test_alternating_engines_each_step_after_a_pause(monkeypatch):
     assert events == ["a"] * 3
 
 
+def test_layer_engines_alternate_run_by_run_after_a_pause(monkeypatch):
+    events = []
+    monkeypatch.setattr(bench_layers.time, "sleep", lambda s: events.append("pause"))
+    engines = {name: (lambda name=name: events.append(name + " fwd"),
+                      lambda name=name: events.append(name + " bwd"), None) for name in "ab"}
+    times = bench_layers.step_times(engines, 2)
+    assert [len(t) for pair in times.values() for t in pair] == [2] * 4
+    warm_up = ["a fwd", "a bwd", "b fwd", "b bwd"]
+    assert events == warm_up + ["pause", "a fwd", "a bwd", "pause", "b fwd", "b bwd"] * 2
+
+
 def test_helpers(tmp_path):
     pixels = np.array([256, 512, 1024]) ** 2
     assert common.fitted_exponent(pixels, 3e-6 * pixels ** 1.3) == pytest.approx(1.3)
