@@ -44,7 +44,9 @@ def choose_algorithm(algorithm, W_shape, stride, pad):
     The rule for "auto", measured per layer (forward and input gradient) on a 2-core CPU
     (bench/README.md), by the smaller of C and O: from SHIFTED_MIN_CHANNELS (64) shifted views,
     the same products as im2col with a third of its copying: 15-22% less time than im2col at 64
-    channels, 13% less than F(2x2, 3x3) at 128, with a direct sum's rounding. Below (conv1_1,
+    channels, 13% less than F(2x2, 3x3) at 128, with a direct sum's rounding (taking them there
+    instead of im2col and F(2x2, 3x3) brought a style-transfer gradient's error against a
+    float64 run from 5.5e-5 to 4.9e-5 at 512 px, 1.2e-5 to 5.9e-6 at 1024). Below (conv1_1,
     C = 3) its stacked matrix is too thin for BLAS: im2col. From WINOGRAD_MIN_CHANNELS (256)
     F(2x2, 3x3): its 2.25x fewer multiplications outweigh the transforms, which cost O(C + O)
     per tile (11% less than shifted at 256, 26% at 256 -> 512). From WINOGRAD4_MIN_CHANNELS
