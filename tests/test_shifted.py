@@ -91,3 +91,22 @@ def test_conv2d_backprop_agrees_with_the_reference(rng, W_shape, pad):
 def test_where_it_does_not_apply_it_is_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         conv2d(np.zeros((1, 2, 6, 6)), np.zeros((4, 2, 3, 3)), algorithm="shifted", **kwargs)
+
+
+def test_backend(xp, rng, monkeypatch):
+    """On NumPy and CuPy (skipped without a GPU): several bands, the last one shorter (its
+    views are not contiguous), forward and input gradient against the NumPy reference."""
+    monkeypatch.setattr(sh, "BAND_ELEMENTS", 700)
+    x, W, b = rand(rng, 2, 6, 11, 9), rand(rng, 5, 6, 3, 3), rand(rng, 5)
+    assert sh.band_rows(6, 5, 3, 11, 11, 1 << 22) == 2                # 6 bands: 2, ..., 2, 1
+    xt = ag.Tensor(xp.asarray(x), requires_grad=True)
+    y = conv2d(xt, ag.Tensor(xp.asarray(W)), ag.Tensor(xp.asarray(b)), pad=1,
+               algorithm="shifted")
+    assert ag.get_array_module(y.data) is xp
+    gy = rand(rng, *y.shape)
+    y.backward(xp.asarray(gy))
+    reference = ag.Tensor(x, requires_grad=True)
+    conv2d_im2col(reference, ag.Tensor(W), ag.Tensor(b), pad=1).backward(gy)
+    np.testing.assert_allclose(ag.to_cpu(y.data), conv2d_naive(x, W, b, (1, 1), (1, 1, 1, 1)),
+                               rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(ag.to_cpu(xt.grad), reference.grad, rtol=1e-10, atol=1e-10)
