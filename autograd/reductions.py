@@ -7,8 +7,30 @@ whatever normalisation the paper asks for.
 
 Notation: N batch, C channels, H height, W width.
 """
+import numpy as np
+
 from .backend import get_array_module
 from .tensor import Function
+
+
+def sum_of_squares(*arrays):
+    """sum(a^2) over every element of every array, accumulated in float64 at least, returned in
+    the first array's dtype as an array of shape ().
+
+    A float32 dot product (vdot) accumulates in float32: on 8M random elements OpenBLAS's was
+    5.7e-5 off, and style transfer's loss at 512 px 6.8e-7 off a float64 run (2.1e-9 with this
+    sum). So float32 arrays are summed in float64: on NumPy by einsum, which casts in small
+    buffers (nothing of the arrays' size is allocated). float64 arrays keep vdot, BLAS's
+    float64 dot product.
+    """
+    xp, dtype = get_array_module(*arrays), arrays[0].dtype
+    if dtype.itemsize >= 8:
+        total = sum(xp.vdot(a, a) for a in arrays)
+    elif xp is np:
+        total = sum(np.einsum("i,i->", a.ravel(), a.ravel(), dtype=np.float64) for a in arrays)
+    else:
+        total = sum(xp.sum(a * a, dtype=xp.float64) for a in arrays)
+    return xp.asarray(total, dtype=dtype)
 
 
 class SumSquaredError(Function):
@@ -23,11 +45,11 @@ class SumSquaredError(Function):
         if x.shape != t.shape:
             raise ValueError(f"sum_squared_error: x has shape {x.shape} but the target has shape "
                              f"{t.shape}; they must be equal")
-        xp = get_array_module(x, t)
+        get_array_module(x, t)                    # one sentence for a NumPy / CuPy mix
         d = x - t
         if self.recording:
             self.d = d
-        return xp.asarray(xp.vdot(d, d))          # sum of d^2 in one pass, shape ()
+        return sum_of_squares(d)                  # sum of d^2 in one pass, shape ()
 
     def backward(self, gy):
         g = (2 * gy) * self.d                     # 2 gy (x - t), x's shape
@@ -50,12 +72,11 @@ class TotalVariation(Function):
         if x.ndim != 4:
             raise ValueError(f"total_variation: the input must have shape (N, C, H, W); got "
                              f"shape {x.shape}")
-        xp = get_array_module(x)
         dv = x[:, :, 1:, :] - x[:, :, :-1, :]     # (N, C, H-1, W)
         dh = x[:, :, :, 1:] - x[:, :, :, :-1]     # (N, C, H, W-1)
         if self.recording:
             self.dv, self.dh = dv, dh
-        return xp.asarray(xp.vdot(dv, dv) + xp.vdot(dh, dh))   # shape ()
+        return sum_of_squares(dv, dh)             # shape ()
 
     def backward(self, gy):
         xp = get_array_module(gy)
