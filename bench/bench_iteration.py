@@ -156,6 +156,12 @@ def sync_for(torch, device):
 SETTLE_SECONDS = 0.3   # the pause before each timed step when engines alternate (see below)
 
 
+def pause_for(engines, settle=SETTLE_SECONDS):
+    """A function that sleeps ``settle`` seconds where more than one engine alternates, and does
+    nothing for one engine alone."""
+    return (lambda: time.sleep(settle)) if len(engines) > 1 else (lambda: None)
+
+
 def time_alternating(engines, repeats, *, settle=SETTLE_SECONDS):
     """{name: [seconds] * repeats} for engines {name: (step, sync)}: a warm-up each, alternating.
 
@@ -165,7 +171,7 @@ def time_alternating(engines, repeats, *, settle=SETTLE_SECONDS):
     2-core AMD EPYC (bench/README.md): PyTorch right after minivgg took 0.40-0.42 s, after a
     pause of 0.1 s or more 0.33-0.35 s, its time when run alone; minivgg's did not change.
     """
-    pause = (lambda: time.sleep(settle)) if len(engines) > 1 else (lambda: None)
+    pause = pause_for(engines, settle)
     for step, _ in engines.values():
         pause()
         step()

@@ -27,7 +27,6 @@ PyTorch: where the iteration's time goes against PyTorch's.
 """
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -80,8 +79,7 @@ def step_times(engines, repeats):
     after a warm-up each, alternating run by run, each run after bench_iteration's pause when
     there are two (the other engine's idle threads would slow it; the machine's drift hits
     both)."""
-    pause = (lambda: time.sleep(bench_iteration.SETTLE_SECONDS)) if len(engines) > 1 else (
-        lambda: None)
+    pause = bench_iteration.pause_for(engines)
     for forward, backward, _ in engines.values():
         forward()
         backward()

@@ -158,7 +158,7 @@ def test_alternating_engines_each_step_after_a_pause(monkeypatch):
 
 def test_layer_engines_alternate_run_by_run_after_a_pause(monkeypatch):
     events = []
-    monkeypatch.setattr(bench_layers.time, "sleep", lambda s: events.append("pause"))
+    monkeypatch.setattr(bench_iteration.time, "sleep", lambda s: events.append("pause"))
     engines = {name: (lambda name=name: events.append(name + " fwd"),
                       lambda name=name: events.append(name + " bwd"), None) for name in "ab"}
     times = bench_layers.step_times(engines, 2)
