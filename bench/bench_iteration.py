@@ -273,12 +273,21 @@ def rate_columns(times, flop, rate):
     return f"{common.format_time(times):<26}{achieved:>8.1f}{achieved / rate:>7.2f}"
 
 
+def paired_ratios(ours, theirs):
+    """(median, min, max) of the run-by-run ratios ours[i] / theirs[i]. Run i of each engine ran
+    back to back, so a drift of the machine between rounds (10-20% here within minutes) divides
+    out of each ratio, where the ratio of the two medians keeps it."""
+    return common.summary([a / b for a, b in zip(ours, theirs)])
+
+
 def print_row(row, rate):
     line = (f"{row['size']:>5}  {row['flop'] / 1e9:>7.1f}  "
             + rate_columns(row["minivgg"], row["flop"], rate))
     if "torch" in row:
         ratio = common.summary(row["minivgg"])[0] / common.summary(row["torch"])[0]
-        line += f"   {rate_columns(row['torch'], row['flop'], rate)}{ratio:>8.2f}"
+        paired, low, high = paired_ratios(row["minivgg"], row["torch"])
+        line += (f"   {rate_columns(row['torch'], row['flop'], rate)}{ratio:>8.2f}"
+                 f"{paired:>8.2f} ({low:.2f}-{high:.2f})")
     if "lbfgs" in row:
         line += f"   {common.format_time(row['lbfgs'])} ({row['evaluations']:.1f} evaluations)"
     print(line, flush=True)
@@ -291,7 +300,8 @@ def header(args, torch):
     columns = (f"{'size':>5}  {'GFLOP':>7}  {'minivgg s/iter (min-max)':<26}{'GFLOP/s':>8}"
                f"{'of mm':>7}")
     if torch is not None:
-        columns += f"   {'torch s/iter (min-max)':<26}{'GFLOP/s':>8}{'of mm':>7}{'ratio':>8}"
+        columns += (f"   {'torch s/iter (min-max)':<26}{'GFLOP/s':>8}{'of mm':>7}{'ratio':>8}"
+                    f"{'paired (min-max)':>20}")
     if not args.no_lbfgs:
         columns += "   minivgg s per L-BFGS step"
     return columns

@@ -167,6 +167,12 @@ def test_layer_engines_alternate_run_by_run_after_a_pause(monkeypatch):
     assert events == warm_up + ["pause", "a fwd", "a bwd", "pause", "b fwd", "b bwd"] * 2
 
 
+def test_paired_ratios_divide_out_a_drift_between_rounds():
+    ours, theirs = [1.0, 2.0, 4.0], [1.25, 2.5, 5.0]        # the machine slowed 2x, then 2x
+    assert bench_iteration.paired_ratios(ours, theirs) == (0.8, 0.8, 0.8)
+    assert bench_iteration.paired_ratios([1.0, 3.0], [2.0, 2.0]) == (1.0, 0.5, 1.5)
+
+
 def test_helpers(tmp_path):
     pixels = np.array([256, 512, 1024]) ** 2
     assert common.fitted_exponent(pixels, 3e-6 * pixels ** 1.3) == pytest.approx(1.3)
