@@ -78,7 +78,9 @@ def step_times(engines, repeats):
     """{name: (forward times, backward times)} for engines {name: (forward, backward, sync)}:
     after a warm-up each, alternating run by run, each run after bench_iteration's pause when
     there are two (the other engine's idle threads would slow it; the machine's drift hits
-    both)."""
+    both). After the pause one untimed forward wakes the engine's own threads: a layer takes
+    milliseconds, and waking a sleeping thread pool cost PyTorch several of them (a 1M-element
+    ReLU read 6 ms instead of 0.5)."""
     pause = bench_iteration.pause_for(engines)
     for forward, backward, _ in engines.values():
         forward()
@@ -87,6 +89,8 @@ def step_times(engines, repeats):
     for _ in range(repeats):
         for name, (forward, backward, sync) in engines.items():
             pause()
+            if len(engines) > 1:
+                forward()
             times[name][0].append(common.seconds(forward, sync))
             times[name][1].append(common.seconds(backward, sync))
     return times
