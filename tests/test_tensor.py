@@ -229,14 +229,11 @@ class Join(ag.Function):
     """L = sum(a) + sum(b), its gradients two fresh arrays of ones."""
 
     def forward(self, a, b):
+        self.shape = a.shape
         return np.asarray(a.sum() + b.sum())
 
     def backward(self, gy):
         return np.full(self.shape, float(gy)), np.full(self.shape, float(gy))
-
-    def __call__(self, a, b):
-        self.shape = a.shape
-        return super().__call__(a, b)
 
 
 def test_a_gy_is_freed_before_the_sum_its_results_join():

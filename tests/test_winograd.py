@@ -223,17 +223,28 @@ def test_without_kernels_each_call_transforms(rng, monkeypatch):
     ((2, 6, 23, 17), 10, (1, 1, 1, 1), 10 ** 9),              # odd: the uncropped array too
     ((1, 5, 20, 15), 4, (0, 2, 1, 0), 16 * 9 * 8 * 2)])
 def test_winograd_ops_allocate_what_their_buffers_functions_report(rng, shape, O, pad, chunk):
+    y, sizes = assert_buffers_are_what_is_traced(wg, "winograd", rng, shape, O, pad, chunk)
+    assert (sizes["uncropped"] > 0) == (y.shape[2] % 2 or y.shape[3] % 2)
+
+
+def assert_buffers_are_what_is_traced(module, prefix, rng, shape, O, pad, chunk):
+    """The forward and the input gradient of a Winograd ``module`` (winograd or winograd4, its
+    functions named ``prefix``_conv ...) each allocate, at their peak, what their ``*_buffers``
+    functions report. Returns y and the forward's sizes."""
+    conv, grad_input = getattr(module, prefix + "_conv"), getattr(module, prefix + "_grad_input")
     x, W = rand(rng, *shape).astype(np.float32), rand(rng, O, shape[1], 3, 3).astype(np.float32)
-    U = wg.transform_kernel(W, np.float32)
-    y, peak = traced_peak(lambda: wg.winograd_conv(x, U, pad, chunk=chunk))
-    sizes = wg.winograd_conv_buffers(shape, O, pad, chunk=chunk)
-    assert sizes["y"] == y.size and (sizes["uncropped"] > 0) == (y.shape[2] % 2 or y.shape[3] % 2)
+    U = module.transform_kernel(W, np.float32)
+    y, peak = traced_peak(lambda: conv(x, U, pad, chunk=chunk))
+    sizes = getattr(module, prefix + "_conv_buffers")(shape, O, pad, chunk=chunk)
+    assert sizes["y"] == y.size
     assert peak == pytest.approx(4 * sum(sizes.values()), abs=SLACK)
     gy = rand(rng, *y.shape).astype(np.float32)
-    gx, peak = traced_peak(lambda: wg.winograd_grad_input(gy, U, pad, chunk=chunk))
-    sizes = wg.winograd_grad_input_buffers(gy.shape, shape[1], pad, chunk=chunk)
-    assert sizes["gx"] == gx.size
-    assert peak == pytest.approx(4 * sum(sizes.values()), abs=SLACK)
+    gx, peak = traced_peak(lambda: grad_input(gy, U, pad, chunk=chunk))
+    grad_sizes = getattr(module, prefix + "_grad_input_buffers")(gy.shape, shape[1], pad,
+                                                                 chunk=chunk)
+    assert grad_sizes["gx"] == gx.size
+    assert peak == pytest.approx(4 * sum(grad_sizes.values()), abs=SLACK)
+    return y, sizes
 
 
 def test_gradient_as_a_convolution_allocates_what_it_reports(rng):

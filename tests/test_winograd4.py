@@ -9,8 +9,8 @@ from miniautograd import winograd4 as w4
 from miniautograd.conv import conv2d_grad_input
 from miniautograd.conv_fast import choose_algorithm, conv2d
 from naive import conv2d_naive
-from test_winograd import SLACK, rand, rng  # noqa: F401 (rng: the fixture)
-from traced import traced_peak
+from test_winograd import assert_buffers_are_what_is_traced, rand
+from test_winograd import rng  # noqa: F401 (the fixture)
 
 
 def test_one_dimensional_f43_is_a_correlation(rng):
@@ -57,17 +57,7 @@ def test_float32_error_below_1e_4_and_above_f2x2s(rng):
     ((1, 5, 20, 15), 4, (0, 2, 1, 0), 1)])
 def test_ops_allocate_what_their_buffers_functions_report(rng, shape, O, pad, chunk, monkeypatch):
     monkeypatch.setattr(w4, "MIN_TILES", 32)
-    x, W = rand(rng, *shape).astype(np.float32), rand(rng, O, shape[1], 3, 3).astype(np.float32)
-    U = w4.transform_kernel(W, np.float32)
-    y, peak = traced_peak(lambda: w4.winograd4_conv(x, U, pad, chunk=chunk))
-    sizes = w4.winograd4_conv_buffers(shape, O, pad, chunk=chunk)
-    assert sizes["y"] == y.size
-    assert peak == pytest.approx(4 * sum(sizes.values()), abs=SLACK)
-    gy = rand(rng, *y.shape).astype(np.float32)
-    gx, peak = traced_peak(lambda: w4.winograd4_grad_input(gy, U, pad, chunk=chunk))
-    sizes = w4.winograd4_grad_input_buffers(gy.shape, shape[1], pad, chunk=chunk)
-    assert sizes["gx"] == gx.size
-    assert peak == pytest.approx(4 * sum(sizes.values()), abs=SLACK)
+    assert_buffers_are_what_is_traced(w4, "winograd4", rng, shape, O, pad, chunk)
 
 
 @pytest.mark.parametrize("W_shape, expected", [
