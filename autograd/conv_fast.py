@@ -4,11 +4,10 @@ Read conv.py (the reference), shifted.py, winograd.py and winograd4.py first. Th
 new mathematics, only the choices that make the same convolution faster, and the op that applies
 them:
 
-- ``choose_algorithm``: "auto" takes, for 3x3 stride-1 layers by the smaller of C and O,
-  Winograd F(4x4, 3x3) from WINOGRAD4_MIN_CHANNELS, F(2x2, 3x3) from WINOGRAD_MIN_CHANNELS,
-  shifted views (shifted.py; any stride-1 layer) from SHIFTED_MIN_CHANNELS, and im2col below
-  (in VGG-19: conv1_1 im2col, conv1_2 to conv3_1 shifted, conv3_2 to conv4_1 F(2x2, 3x3),
-  conv4_2 to conv5_4 F(4x4, 3x3)).
+- ``choose_algorithm``: "auto" takes, by the smaller of C and O, Winograd F(4x4, 3x3) from
+  WINOGRAD4_MIN_CHANNELS (3x3 stride-1 layers), shifted views (shifted.py; any stride-1 layer)
+  from SHIFTED_MIN_CHANNELS, and im2col below (in VGG-19: conv1_1 im2col, conv1_2 and conv2_1
+  shifted, conv2_2 to conv5_4 F(4x4, 3x3)). F(2x2, 3x3) runs when asked for by name.
 - the input gradient of a stride-1 convolution is itself a convolution: of gy, padded by K-1-p
   on each side, with the flipped kernel Wg[c, o, i, j] = W[o, c, KH-1-i, KW-1-j] (derivation:
   docs/convolution.md). Winograd layers run it through winograd.py, shifted layers through
@@ -33,8 +32,7 @@ from .winograd4 import winograd4_conv, winograd4_grad_input
 
 ALGORITHMS = ("auto", "im2col", "shifted", "winograd", "winograd4")
 SHIFTED_MIN_CHANNELS = 64     # "auto" takes shifted views when C and O are both at least this,
-WINOGRAD_MIN_CHANNELS = 256   # F(2x2, 3x3) when both are at least this,
-WINOGRAD4_MIN_CHANNELS = 512  # and F(4x4, 3x3) when both are at least this
+WINOGRAD4_MIN_CHANNELS = 128  # and F(4x4, 3x3) when both are at least this
 
 
 def choose_algorithm(algorithm, W_shape, stride, pad):
@@ -44,16 +42,13 @@ def choose_algorithm(algorithm, W_shape, stride, pad):
     The rule for "auto", measured per layer (forward and input gradient) on a 2-core CPU
     (bench/README.md), by the smaller of C and O: from SHIFTED_MIN_CHANNELS (64) shifted views,
     the same products as im2col with a third of its copying: 15-22% less time than im2col at 64
-    channels, 13% less than F(2x2, 3x3) at 128, with a direct sum's rounding (taking them there
-    instead of im2col and F(2x2, 3x3) brought a style-transfer gradient's error against a
-    float64 run from 5.5e-5 to 4.9e-5 at 512 px, 1.2e-5 to 5.9e-6 at 1024). Below (conv1_1,
-    C = 3) its stacked matrix is too thin for BLAS: im2col. From WINOGRAD_MIN_CHANNELS (256)
-    F(2x2, 3x3): its 2.25x fewer multiplications outweigh the transforms, which cost O(C + O)
-    per tile (11% less than shifted at 256, 26% at 256 -> 512). From WINOGRAD4_MIN_CHANNELS
-    (512) F(4x4, 3x3): 4x fewer multiplications, and 20x the float32 error of F(2x2, 3x3);
-    taken there, a style-transfer gradient stayed as it was (its error against float64 5.5e-5,
-    its agreement with PyTorch 3.3e-5 at 512 px); taken from 256 channels, the agreement doubled
-    (bench/README.md).
+    channels, with a direct sum's rounding. Below (conv1_1, C = 3) its stacked matrix is too
+    thin for BLAS: im2col. From WINOGRAD4_MIN_CHANNELS (128) F(4x4, 3x3): 4x fewer
+    multiplications, whose transforms cost O(C + O) per tile: 11-18% less time than shifted
+    views at 128 channels, 34-37% less than F(2x2, 3x3) at 256 (which beats shifted views only
+    from 256 on, and so is never the fastest). Its float32 error with winograd4.py's points is
+    at most 4.2e-7 of a VGG layer's output (RMS, at conv2_2), below the 4.4e-7 of Lavin &
+    Gray's points in the 512-channel layers, where the rule took it before (docs/winograd.md).
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"conv2d: algorithm must be one of {', '.join(ALGORITHMS)}; "
@@ -69,8 +64,6 @@ def choose_algorithm(algorithm, W_shape, stride, pad):
         channels = min(W_shape[0], W_shape[1])
         if fits and channels >= WINOGRAD4_MIN_CHANNELS:
             return "winograd4"
-        if fits and channels >= WINOGRAD_MIN_CHANNELS:
-            return "winograd"
         return "shifted" if shifts and channels >= SHIFTED_MIN_CHANNELS else "im2col"
     return algorithm
 

@@ -24,7 +24,9 @@ code (``winograd_grad_input``), on the same U.
 Memory. The work goes in bands of tile rows whose V and Z together hold at most ``chunk``
 elements (default: backend.default_chunk), in buffers reused from band to band (``band_shapes``);
 nothing grows with the image beyond x and y. The transforms are written with slicing only, so the
-same code runs on NumPy and CuPy. conv_fast.py decides where this file's code runs.
+same code runs on NumPy and CuPy. conv2d runs F(2x2, 3x3) when asked for by name
+(algorithm="winograd"): on a 2-core CPU, wherever it beat shifted views, F(4x4, 3x3)
+(winograd4.py, which builds on this file) was faster still, so "auto" takes that instead.
 """
 import numpy as np
 

@@ -5,9 +5,9 @@ Read winograd.py first: this is the same algorithm with larger tiles. A 4x4 outp
 
     Y = A^T [ (G w G^T) * (B^T d B) ] A          (Y 4x4, the products 6x6)
 
-with Lavin & Gray's matrices below, built from the points 0, 1, -1, 2, -2 and infinity
-(docs/winograd.md). 36 multiplications per tile and (o, c) for 16 outputs of 9 taps: 4x fewer
-than the 144 of the direct sum, against 2.25x for F(2x2, 3x3).
+with the matrices below, built by Toom-Cook interpolation from the points 0, 3/2, -3/2, 2/3, -2/3
+and infinity (docs/winograd.md). 36 multiplications per tile and (o, c) for 16 outputs of 9
+taps: 4x fewer than the 144 of the direct sum, against 2.25x for F(2x2, 3x3).
 
 The 2-D transforms are written as one matrix product each. B^T d B, entry (a, b), is
 sum_{i, j} B^T[a, i] B^T[b, j] d[i, j]: with the 36 taps d[i, j] of every tile stacked as rows,
@@ -19,10 +19,13 @@ AA = A^T (x) A^T (16, 36) times the 36 products. So per band of tile rows:
     Z      U @ V                (36, O, C) @ (36, C, T) -> Z (36, O, T), U = transform_kernel(W)
     Y      AA @ Z               (16, 36) @ (36, O*T) -> Y (16, O, T), then into y[:, a::4, b::4]
 
-B and A hold 4, 5 and 8, not just +-1 as in F(2x2, 3x3): the float32 rounding of V and Z is
-amplified on the way back, and the error is about 20x larger (docs/winograd.md, "Accuracy").
-conv_fast.py uses this file only for VGG's 512-channel layers, where the measured agreement with
-PyTorch stayed as it was (bench/README.md).
+B and A hold entries up to 97, not just +-1 as in F(2x2, 3x3): the float32 rounding of V and Z
+is amplified on the way back. Lavin & Gray's points 0, +-1, +-2 amplify it more: on VGG-19's
+layers their float32 error is 1.4-2.2x that of these points, whose own is 1.3-2.9x
+F(2x2, 3x3)'s (docs/winograd.md). Each column of A^T is a point's powers, scaled to
+integers (3/2: 8 * (1, 3/2, 9/4, 27/8)), each row of B^T is scaled to integers too, and G takes
+the inverse scales: B and A are exact in float32, G is rounded once, in transform_kernel.
+conv_fast.py takes this file where C and O are both 128 or more (VGG's conv2_2 to conv5_4).
 
 The input gradient is a convolution of the flipped gy with U transposed per position, as in
 winograd.py (``winograd4_grad_input``). Memory: the work goes in bands of tile rows in two
@@ -34,12 +37,13 @@ from .backend import default_chunk, get_array_module
 from .im2col import pad_rows
 from .winograd import MIN_TILES, gradient_pad, grad_input_by
 
-BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
-               [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]])   # (6, 6) input
-G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-              [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])       # (6, 3) kernel
-AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
-               [0, 1, -1, 8, -8, 1]])                                              # (4, 6) output
+POINTS = (0, 3 / 2, -3 / 2, 2 / 3, -2 / 3)    # and infinity: the columns of A^T, in this order
+BT = np.array([[36, 0, -97, 0, 36, 0], [0, -12, -8, 27, 18, 0], [0, 12, -8, -27, 18, 0],
+               [0, -18, -27, 8, 12, 0], [0, 18, -27, -8, 12, 0], [0, 36, 0, -97, 0, 36]])  # input
+G = np.array([[1 / 36, 0, 0], [1 / 1170, 1 / 780, 1 / 520], [1 / 1170, -1 / 780, 1 / 520],
+              [-1 / 520, -1 / 780, -1 / 1170], [-1 / 520, 1 / 780, -1 / 1170], [0, 0, 1 / 36]])
+AT = np.array([[1, 8, 8, 27, 27, 0], [0, 12, -12, 18, -18, 0], [0, 18, 18, 12, 12, 0],
+               [0, 27, -27, 8, -8, 1]])                                            # (4, 6) output
 BB = np.kron(BT, BT)        # (36, 36): V[6a+b] = sum_ij BT[a, i] BT[b, j] d[6i+j]
 AA = np.kron(AT, AT)        # (16, 36): Y[4a+b] = sum_ij AT[a, i] AT[b, j] Z[6i+j]
 
@@ -102,8 +106,8 @@ def winograd4_conv(x, U, pad, b=None, *, chunk=None, out=None):
 
     x (N, C, H, W), U (36, O, C), b (O,) or None; returns y (N, O, OH, OW), OH = H + pt + pb - 2
     (and OW), or writes it into ``out``. Output sizes that are not multiples of 4: the last
-    tiles read extra zero rows (columns) and their extra outputs are not written. The bias rides
-    on Z[7], position (1, 1): column 1 of A^T is all ones, so it reaches all 16 outputs.
+    tiles read extra zero rows (columns) and their extra outputs are not written. The bias is
+    added to Y (no column of A^T is all ones, as F(2x2, 3x3)'s is, to carry it through Z).
     """
     xp = get_array_module(x, U)
     (N, C, H, Wd), O, (pt, pb, pl, pr) = x.shape, U.shape[1], pad
@@ -129,10 +133,10 @@ def winograd4_conv(x, U, pad, b=None, *, chunk=None, out=None):
             xp.matmul(BBx, d.reshape(36, C * T), out=V.reshape(36, C * T))
             Z = taps[:36 * O * T].reshape(36, O, T)       # d is used up: Z takes its buffer
             xp.matmul(U, V, out=Z)                        # (36, O, C) @ (36, C, T) -> (36, O, T)
-            if b is not None:
-                Z[7] += b.reshape(O, 1)                   # Z[1, 1] += b: (O,) -> (O, 1)
             Y = sums[:16 * O * T].reshape(4, 4, O, t, TW)  # V is used up: Y takes its buffer
             xp.matmul(AAx, Z.reshape(36, O * T), out=Y.reshape(16, O * T))
+            if b is not None:
+                Y += b.reshape(O, 1, 1)                   # (O,) -> (O, 1, 1), every output
             scatter(Y, y[n], 4 * t0)
     return y
 

@@ -55,9 +55,10 @@ WINOGRAD = {   # algorithm: (forward's buffers, input gradient's buffers, its B^
                   winograd4.BT)}
 
 
-def conv_memory(x_shape, W_shape, stride, pad, *, chunk, itemsize=4):
+def conv_memory(x_shape, W_shape, stride, pad, *, chunk, itemsize=4, algorithm="auto"):
     """The LayerCost memory fields of a convolution of x (N, C, H, W) by W (O, C, KH, KW) as
-    conv_fast.conv2d runs it: the algorithm ``choose_algorithm`` takes, then its buffers.
+    conv_fast.conv2d(..., algorithm=algorithm) runs it: the algorithm ``choose_algorithm``
+    takes, then its buffers.
 
     chunk: the work buffers' size (device.Device.chunk). buffer_bytes: the col buffer or the
     bands of shifted views or Winograd, shown by --explain; forward_bytes: all that forward
@@ -65,7 +66,7 @@ def conv_memory(x_shape, W_shape, stride, pad, *, chunk, itemsize=4):
     backward_bytes: all that the input gradient allocates but gx (grad_bytes: of which gx is a
     view); kernel_bytes: Winograd's U ((16 or 36), O, C), made once and held by the network.
     """
-    algorithm = conv_fast.choose_algorithm("auto", W_shape, stride, pad)
+    algorithm = conv_fast.choose_algorithm(algorithm, W_shape, stride, pad)
     if algorithm == "shifted":
         return dict(algorithm=algorithm, **_shifted_memory(x_shape, W_shape, pad, chunk, itemsize))
     if algorithm in WINOGRAD:

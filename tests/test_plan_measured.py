@@ -17,22 +17,27 @@ from traced import traced_peak, ufunc_slack
 SLACK = ufunc_slack(4)   # float32 arrays
 
 
-@pytest.mark.parametrize("shape, o, algorithm", [
-    ((1, 32, 40, 36), 16, "im2col"),      # backward as a conv of gy; col in bands of rows
-    ((2, 16, 30, 20), 32, "im2col"),      # O > C: backward by col2im, gx views a padded array
-    ((1, 64, 96, 80), 64, "shifted"), ((2, 64, 30, 21), 128, "shifted"),   # bands of rows
-    ((1, 256, 24, 20), 256, "winograd"), ((1, 256, 23, 17), 512, "winograd")])   # odd: a crop
-def test_conv_model_matches_what_conv2d_allocates(shape, o, algorithm):
+@pytest.mark.parametrize("shape, o, algorithm, asked", [
+    ((1, 32, 40, 36), 16, "im2col", "auto"),     # backward as a conv of gy; col in bands of rows
+    ((2, 16, 30, 20), 32, "im2col", "auto"),     # O > C: backward by col2im, gx views a padded x
+    ((1, 64, 96, 80), 64, "shifted", "auto"), ((2, 64, 30, 21), 128, "shifted", "auto"),  # bands
+    ((1, 128, 24, 20), 256, "winograd4", "auto"),
+    ((1, 256, 23, 17), 256, "winograd4", "auto"),                      # odd sizes: a crop
+    ((1, 256, 24, 20), 256, "winograd", "winograd"),                   # F(2x2, 3x3) by name
+    ((1, 256, 23, 17), 512, "winograd", "winograd")])
+def test_conv_model_matches_what_conv2d_allocates(shape, o, algorithm, asked):
     rng = np.random.default_rng(0)
     n, c, h, w = shape
     x = ag.Tensor(rng.standard_normal(shape).astype(np.float32), requires_grad=True)
     W = ag.Tensor(rng.standard_normal((o, c, 3, 3)).astype(np.float32) / 30)
     kernels = ag.TransformedKernels(W.data)       # held by the network, as VGG19.kernels
-    ag.conv2d(x, W, pad=1, kernels=kernels)       # Winograd's U, made once and then held
-    memory = Mem.conv_memory(shape, (o, c, 3, 3), (1, 1), (1, 1, 1, 1), chunk=1 << 22)
+    ag.conv2d(x, W, pad=1, kernels=kernels, algorithm=asked)    # Winograd's U, made once, held
+    memory = Mem.conv_memory(shape, (o, c, 3, 3), (1, 1), (1, 1, 1, 1), chunk=1 << 22,
+                             algorithm=asked)
     assert memory["algorithm"] == algorithm
     y_bytes, gx_bytes = 4 * n * o * h * w, memory["grad_bytes"]
-    y, forward_peak = traced_peak(lambda: ag.conv2d(x, W, pad=1, kernels=kernels))
+    y, forward_peak = traced_peak(lambda: ag.conv2d(x, W, pad=1, kernels=kernels,
+                                                    algorithm=asked))
     assert y.creator.chosen == algorithm
     assert forward_peak == pytest.approx(y_bytes + memory["forward_bytes"], abs=SLACK)
     gy = rng.standard_normal(y.shape).astype(np.float32)
@@ -42,9 +47,9 @@ def test_conv_model_matches_what_conv2d_allocates(shape, o, algorithm):
 
 
 # conv1_1 3 -> 32 and conv2_1 16 -> 128: im2col, gradient by col2im (O > C); conv1_2 32 -> 16:
-# im2col, gradient as a convolution of gy (O <= C); conv2_2, conv3_1 and from conv4_1 on (128
-# channels): shifted views; conv3_2 to conv3_4 (256): Winograd F(2x2, 3x3).
-CHANNELS = (32, 16, 128, 128) + (256,) * 4 + (128,) * 8
+# im2col, gradient as a convolution of gy (O <= C); conv2_2 128 -> 64, conv3_1 and from conv4_1
+# on (64 channels): shifted views; conv3_2 to conv3_4 (128): Winograd F(4x4, 3x3).
+CHANNELS = (32, 16, 128, 64) + (128,) * 4 + (64,) * 8
 STYLE = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
 
 
@@ -77,7 +82,7 @@ def test_model_matches_the_memory_of_a_real_iteration(size, style_layers, conten
     plan = P.plan_iteration(net, size, style_layers=style_layers, content_layers=content_layers)
     deep = "conv3_2" in {la.name for la in plan.layers}          # the Winograd layers reached
     assert ({la.algorithm for la in plan.layers if la.kind == "conv"}
-            == {"im2col", "shifted"} | ({"winograd"} if deep else set()))
+            == {"im2col", "shifted"} | ({"winograd4"} if deep else set()))
     # Within 15% (the issue's bound): small arrays (the losses' scalars, Gram intermediates
     # freed at once) and Python objects are not modelled.
     assert plan.iteration_bytes == pytest.approx(measured, rel=0.15)

@@ -130,11 +130,11 @@ def test_relu_writes_over_a_convolution_output_only_when_nobody_asked_for_it(tmp
 def test_the_network_owns_its_winograd_kernels(monkeypatch):
     """Each Winograd layer's kernel is transformed once over many iterations, and kept in
     net.kernels, not on the weight Tensor."""
-    from miniautograd import winograd
-    calls, real = [], winograd.transform_kernel
-    monkeypatch.setattr(winograd, "transform_kernel",
+    from miniautograd import conv_fast
+    calls, real = [], conv_fast.transform_kernel4
+    monkeypatch.setattr(conv_fast, "transform_kernel4",
                         lambda W, dtype: calls.append(W) or real(W, dtype))
-    net = random_vgg19(channels=(4, 4, 256, 256) + (8,) * 12)   # conv2_2: 256 -> 256, Winograd
+    net = random_vgg19(channels=(4, 4, 256, 256) + (8,) * 12)   # conv2_2: 256 -> 256, F(4x4, 3x3)
     for _ in range(3):
         x = ag.Tensor(image(8, 12), requires_grad=True)
         net(x, ["relu2_2"])["relu2_2"].sum().backward()

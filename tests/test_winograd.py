@@ -135,10 +135,11 @@ def test_gradcheck_rejects_a_wrong_winograd_gradient(rng, monkeypatch):
 
 
 @pytest.mark.parametrize("W_shape, stride, pad, expected", [
-    ((256, 256, 3, 3), 1, 1, "winograd"),
-    ((512, 256, 3, 3), 1, 1, "winograd"),
-    ((256, 128, 3, 3), 1, 1, "shifted"),     # below 256 channels (VGG's conv1_2 to conv3_1)
-    ((128, 128, 3, 3), 1, 1, "shifted"),
+    ((256, 256, 3, 3), 1, 1, "winograd4"),
+    ((512, 256, 3, 3), 1, 1, "winograd4"),
+    ((256, 128, 3, 3), 1, 1, "winograd4"),   # from 128 channels (VGG's conv2_2 on)
+    ((128, 128, 3, 3), 1, 1, "winograd4"),
+    ((128, 127, 3, 3), 1, 1, "shifted"),     # below 128: shifted views (conv1_2, conv2_1)
     ((64, 64, 3, 3), 1, 1, "shifted"),
     ((128, 64, 3, 3), 1, 1, "shifted"),
     ((64, 3, 3, 3), 1, 1, "im2col"),         # C = 3: below 64
