@@ -47,8 +47,9 @@ def choose_algorithm(algorithm, W_shape, stride, pad):
     multiplications, whose transforms cost O(C + O) per tile: 11-18% less time than shifted
     views at 128 channels, 34-37% less than F(2x2, 3x3) at 256 (which beats shifted views only
     from 256 on, and so is never the fastest). Its float32 error with winograd4.py's points is
-    at most 4.2e-7 of a VGG layer's output (RMS, at conv2_2), below the 4.4e-7 of Lavin &
-    Gray's points in the 512-channel layers, where the rule took it before (docs/winograd.md).
+    at most 4.0e-7 of a VGG layer's output (RMS, at conv2_2), within the 3.9-4.2e-7 of Lavin &
+    Gray's points in the 512-channel layers, where the rule took it before
+    (bench/bench_accuracy.py, docs/winograd.md).
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"conv2d: algorithm must be one of {', '.join(ALGORITHMS)}; "

@@ -21,7 +21,7 @@ AA = A^T (x) A^T (16, 36) times the 36 products. So per band of tile rows:
 
 B and A hold entries up to 97, not just +-1 as in F(2x2, 3x3): the float32 rounding of V and Z
 is amplified on the way back. Lavin & Gray's points 0, +-1, +-2 amplify it more: on VGG-19's
-layers their float32 error is 1.4-2.2x that of these points, whose own is 1.3-2.9x
+layers their float32 error is 1.3-2.2x that of these points, whose own is 1.2-2.9x
 F(2x2, 3x3)'s (docs/winograd.md). Each column of A^T is a point's powers, scaled to
 integers (3/2: 8 * (1, 3/2, 9/4, 27/8)), each row of B^T is scaled to integers too, and G takes
 the inverse scales: B and A are exact in float32, G is rounded once, in transform_kernel.

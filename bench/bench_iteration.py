@@ -85,11 +85,12 @@ def torch_layer(F, spec, h, W, b, pooling):
 
 
 class TorchProblem:
-    """minivgg's Problem in PyTorch: the net's weights, targets from the same images, same x."""
+    """minivgg's Problem in PyTorch: the net's weights, targets from the same images, same x;
+    every tensor in ``dtype`` (torch.float64 for a reference), default as given (float32)."""
 
-    def __init__(self, torch, problem, device):
+    def __init__(self, torch, problem, device, dtype=None):
         self.torch, self.F = torch, torch.nn.functional
-        self.dev = "cuda" if device == "gpu" else "cpu"
+        self.dev, self.dtype = "cuda" if device == "gpu" else "cpu", dtype
         net = problem.net
         self.pooling = net.pooling
         self.layers = [(spec, self.tensor(net.params[spec.name][0].data),
@@ -103,7 +104,7 @@ class TorchProblem:
         self.x = self.tensor(problem.x)
 
     def tensor(self, a):
-        return self.torch.from_numpy(np.ascontiguousarray(ag.to_cpu(a))).to(self.dev)
+        return self.torch.from_numpy(np.ascontiguousarray(ag.to_cpu(a))).to(self.dev, self.dtype)
 
     def features(self, h, names):
         """{name: response} of the layers ``names``: conv, relu and pool as minivgg's VGG19."""

@@ -12,6 +12,7 @@ import pytest
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
+import bench_accuracy  # noqa: E402
 import bench_iteration  # noqa: E402
 import bench_layers  # noqa: E402
 import common  # noqa: E402
@@ -67,6 +68,39 @@ def test_bench_layers_lists_layers_with_matmul_share(capsys):
     algorithms = [line.split()[-1] for line in out.splitlines() if line.startswith("conv")]
     assert algorithms == ["im2col", "shifted", "shifted"]       # C = 3, then 64 channels
     assert "total fwd:" in out and "outside the matrix products" in out
+
+
+def test_bench_accuracy_gives_each_algorithm_error_per_convolution(net, capsys):
+    rows = bench_accuracy.per_layer(net, 16, "conv2_2")
+    assert [r["name"] for r in rows] == ["conv1_1", "conv1_2", "conv2_1", "conv2_2"]
+    assert [r["chosen"] for r in rows] == ["im2col", "shifted", "shifted", "winograd4"]
+    assert bench_accuracy.ALGORITHMS == ("im2col", "shifted", "winograd", "winograd4")
+    errors = [r[a] for r in rows for a in bench_accuracy.ALGORITHMS]
+    assert all(0 <= e < 1e-5 for e in errors) and max(errors) > 0      # float32, not float64
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()
+             if line.startswith("conv")]                # name, C, ->, O, input, then the cells
+    starred = [[cell.endswith("*") for cell in line[5:9]].index(True) for line in lines]
+    assert starred == [0, 1, 1, 3]                      # im2col, shifted, shifted, winograd4
+
+
+def test_relative_rms_and_gradient_error():
+    exact = np.arange(1.0, 5.0)
+    assert bench_accuracy.relative_rms(exact * (1 + 1e-3), exact) == pytest.approx(1e-3)
+    assert bench_accuracy.gradient_error((0, exact * 1.01), (0, exact)) == pytest.approx(1e-2)
+
+
+def test_bench_accuracy_gradients_against_torch_float64(net):
+    torch = pytest.importorskip("torch")
+    table = bench_accuracy.gradients(net, 24, 2, torch)
+    assert len(table) == 2
+    for torch32, ours, ours_vs_torch32 in table:
+        assert 0 < torch32 < 1e-3 and 0 < ours < 1e-3 and 0 < ours_vs_torch32 < 1e-3
+
+
+def test_bench_accuracy_problems_without_torch_says_how_to_install():
+    result = run_script("bench_accuracy.py", "--problems", "1", "--size", "16", block=["torch"])
+    assert result.returncode == 2 and "needs PyTorch" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_matmul_times_cover_every_chunk():
