@@ -127,8 +127,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     net = common.build_network(seed=args.seed)
-    if args.deepest not in net.layer_names:
-        common.fail(f"there is no layer {args.deepest!r}; use one of {', '.join(net.layer_names)}")
+    common.require_layer(net, args.deepest)
     try:
         import torch
     except ImportError:

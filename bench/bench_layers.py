@@ -241,8 +241,7 @@ def main(argv=None):
     args = parse_args(argv)
     xp = common.device_module(args.device)
     net = common.build_network(device=args.device, seed=args.seed, pooling=args.pooling)
-    if args.deepest not in net.layer_names:
-        common.fail(f"there is no layer {args.deepest!r}; use one of {', '.join(net.layer_names)}")
+    common.require_layer(net, args.deepest)
     memory_line = common.freed_memory(args.release_memory)
     torch = bench_iteration.import_torch(args.device) if args.compare else None
     RATE[0] = common.matmul_rate(xp)

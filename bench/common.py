@@ -35,6 +35,12 @@ def fail(sentence):
     raise SystemExit(2)
 
 
+def require_layer(net, name):
+    """Exit with one sentence unless ``name`` is a layer of ``net`` (a --deepest option)."""
+    if name not in net.layer_names:
+        fail(f"there is no layer {name!r}; use one of {', '.join(net.layer_names)}")
+
+
 def device_module(device):
     """numpy for "cpu", cupy for "gpu"; exits with one sentence when there is no GPU."""
     if device == "cpu":

@@ -103,6 +103,16 @@ def test_bench_accuracy_problems_without_torch_says_how_to_install():
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("module", [bench_accuracy, bench_layers])
+def test_an_unknown_deepest_layer_is_one_sentence(module, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--size", "16", "--deepest", "conv9_9"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: there is no layer 'conv9_9'; use one of conv1_1, ")
+    assert err.count("\n") == 1
+
+
 def test_matmul_times_cover_every_chunk():
     forward, backward = bench_layers.matmul_times((1, 8, 12, 10), (16, 8, 3, 3), np, 2)
     assert len(forward) == len(backward) == 2 and min(forward + backward) > 0
