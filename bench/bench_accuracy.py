@@ -134,7 +134,8 @@ def main(argv=None):
         torch = None
     if args.problems and torch is None:
         common.fail("--problems needs PyTorch (its float64 run is the reference); install it "
-                    "(pip install torch, or the project's optional extra: pip install -e \".[bench]\")")
+                    "(pip install torch, or the project's optional extra: "
+                    "pip install -e \".[bench]\")")
     if torch is not None:
         torch = bench_iteration.import_torch("cpu")             # as many threads as minivgg
     print("\n".join(common.machine_lines("cpu", np)))

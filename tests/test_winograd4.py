@@ -13,12 +13,24 @@ from test_winograd import assert_buffers_are_what_is_traced, rand
 from test_winograd import rng  # noqa: F401 (the fixture)
 
 
-def test_one_dimensional_f43_is_a_correlation(rng):
+LAVIN_GRAY = dict(                                 # Lavin & Gray's F(4x4, 3x3): 0, +-1, +-2
+    BT=np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                 [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]),
+    G=np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]),
+    AT=np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
+                 [0, 1, -1, 8, -8, 1]]))
+
+
+@pytest.mark.parametrize("M", [dict(BT=w4.BT, G=w4.G, AT=w4.AT), LAVIN_GRAY],
+                         ids=["these points", "Lavin & Gray's (an oracle below)"])
+def test_one_dimensional_f43_is_a_correlation(rng, M):
     """A^T [(G w) * (B^T d)] = the 4 outputs of correlating 6 inputs d with 3 taps w."""
     for _ in range(5):
         d, w = rand(rng, 6), rand(rng, 3)
         expected = [d[k:k + 3] @ w for k in range(4)]
-        np.testing.assert_allclose(w4.AT @ ((w4.G @ w) * (w4.BT @ d)), expected, rtol=1e-10)
+        np.testing.assert_allclose(M["AT"] @ ((M["G"] @ w) * (M["BT"] @ d)), expected,
+                                   rtol=1e-10)
 
 
 def test_the_2d_transforms_are_kronecker_products(rng):
@@ -35,23 +47,6 @@ def test_columns_of_a_are_the_powers_of_the_points():
         scale = w4.AT[0, k]
         np.testing.assert_allclose(w4.AT[:, k], scale * powers, rtol=1e-12)
     np.testing.assert_array_equal(w4.AT[:, -1], [0, 0, 0, 1])
-
-
-LAVIN_GRAY = dict(                                 # Lavin & Gray's F(4x4, 3x3): 0, +-1, +-2
-    BT=np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
-                 [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]),
-    G=np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-                [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]),
-    AT=np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
-                 [0, 1, -1, 8, -8, 1]]))
-
-
-def test_lavin_grays_matrices_compute_the_same_correlation(rng):
-    """The oracle of the next test is itself an F(4, 3)."""
-    d, w = rand(rng, 6), rand(rng, 3)
-    M = LAVIN_GRAY
-    np.testing.assert_allclose(M["AT"] @ ((M["G"] @ w) * (M["BT"] @ d)),
-                               [d[k:k + 3] @ w for k in range(4)], rtol=1e-10)
 
 
 def test_these_points_round_less_than_lavin_grays(rng, monkeypatch):
