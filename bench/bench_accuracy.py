@@ -84,13 +84,6 @@ def per_layer(net, size, deepest, torch=None):
     return rows
 
 
-def gradient_error(result, reference):
-    """|g - g_ref| / |g_ref| of two (loss, gradient) results, NumPy arrays or torch tensors."""
-    g, g_ref = (np.asarray(ag.to_cpu(grad.detach().numpy() if hasattr(grad, "detach") else grad),
-                           dtype=np.float64) for _, grad in (result, reference))
-    return float(np.linalg.norm(g - g_ref) / np.linalg.norm(g_ref))
-
-
 def gradients(net, size, problems, torch):
     """Print, per problem, the gradient's relative error against PyTorch float64 for PyTorch
     float32 and minivgg, and minivgg against PyTorch float32; then the medians."""
@@ -98,11 +91,11 @@ def gradients(net, size, problems, torch):
     table = []
     for seed in range(problems):
         problem = common.make_problem(net, (size, size), seed=seed)
-        exact = bench_iteration.TorchProblem(torch, problem, "cpu", dtype=torch.float64).step()
-        theirs = bench_iteration.TorchProblem(torch, problem, "cpu").step()
-        ours = problem.step()
-        row = [gradient_error(theirs, exact), gradient_error(ours, exact),
-               gradient_error(ours, theirs)]
+        _, exact = bench_iteration.TorchProblem(torch, problem, "cpu", dtype=torch.float64).step()
+        _, theirs = bench_iteration.TorchProblem(torch, problem, "cpu").step()
+        _, ours = problem.step()
+        difference = bench_iteration.gradient_difference
+        row = [difference(theirs, exact), difference(ours, exact), difference(ours, theirs)]
         table.append(row)
         print(f"{seed:<9}" + "".join(f"{v:>{w}.1e}" for v, w in zip(row, (13, 10, 24))),
               flush=True)

@@ -142,11 +142,23 @@ class TorchProblem:
         return total.item(), x.grad
 
 
+def host_float64(a):
+    """A minivgg array (NumPy or CuPy) or a torch tensor as a float64 NumPy array."""
+    if hasattr(a, "detach"):                            # a torch tensor
+        a = a.detach().cpu().numpy()
+    return np.asarray(ag.to_cpu(a), dtype=np.float64)
+
+
+def gradient_difference(grad, reference):
+    """|g - g_ref| / |g_ref| of two gradients, minivgg arrays or torch tensors."""
+    g, g_ref = host_float64(grad), host_float64(reference)
+    return float(np.linalg.norm(g - g_ref) / np.linalg.norm(g_ref))
+
+
 def agreement(ours, theirs):
     """(relative difference of the losses, of the gradients) between minivgg and PyTorch."""
     (loss, grad), (t_loss, t_grad) = ours, theirs
-    g, tg = ag.to_cpu(grad).astype(np.float64), t_grad.detach().cpu().numpy().astype(np.float64)
-    return abs(loss - t_loss) / abs(t_loss), np.linalg.norm(g - tg) / np.linalg.norm(tg)
+    return abs(loss - t_loss) / abs(t_loss), gradient_difference(grad, t_grad)
 
 
 def sync_for(torch, device):

@@ -3,8 +3,9 @@
 plan.py builds its IterationPlan from these functions; they are pure arithmetic on shapes. What
 each op allocates is not restated here: every op of autograd/ that allocates working memory
 gives its arrays' sizes in a ``*_buffers`` function beside it, which the op itself sizes its
-arrays with (conv.py, conv_fast.py, shifted.py, winograd.py, pooling.py); this file reads them, and which
-path a convolution takes from ``conv_fast.choose_algorithm`` and ``as_conv_applies``.
+arrays with (conv.py, conv_fast.py, shifted.py, winograd.py, winograd4.py, pooling.py); this
+file reads them, and which path a convolution takes from ``conv_fast.choose_algorithm`` and
+``as_conv_applies``.
 
 Notation: N images, C input channels, H x W input size, O output channels, KH x KW kernel,
 OH x OW output size.
@@ -67,14 +68,15 @@ def conv_memory(x_shape, W_shape, stride, pad, *, chunk, itemsize=4, algorithm="
     view); kernel_bytes: Winograd's U ((16 or 36), O, C), made once and held by the network.
     """
     algorithm = conv_fast.choose_algorithm(algorithm, W_shape, stride, pad)
+    O, C = W_shape[:2]
+    gy_shape = (x_shape[0], O, *conv.conv2d_shapes(x_shape, W_shape, None, stride, pad))
     if algorithm == "shifted":
-        return dict(algorithm=algorithm, **_shifted_memory(x_shape, W_shape, pad, chunk, itemsize))
+        return dict(algorithm=algorithm,
+                    **_shifted_memory(x_shape, gy_shape, W_shape, pad, chunk, itemsize))
     if algorithm in WINOGRAD:
-        O, C = W_shape[:2]
         conv_buffers, grad_input_buffers, BT = WINOGRAD[algorithm]
         positions = len(BT) ** 2                     # U (a*a, O, C): 16 or 36
         forward = conv_buffers(x_shape, O, pad, chunk=chunk)
-        gy_shape = (x_shape[0], O, *conv.conv2d_shapes(x_shape, W_shape, None, stride, pad))
         backward = grad_input_buffers(gy_shape, C, pad, chunk=chunk)
         bands = {k: v for k, v in forward.items() if k not in ("y", "uncropped")}
         _, forward_bytes = split(forward, "y", itemsize)
@@ -89,11 +91,10 @@ def conv_memory(x_shape, W_shape, stride, pad, *, chunk, itemsize=4, algorithm="
                 forward_bytes=forward_bytes, backward_bytes=backward_bytes, grad_bytes=grad)
 
 
-def _shifted_memory(x_shape, W_shape, pad, chunk, itemsize):
+def _shifted_memory(x_shape, gy_shape, W_shape, pad, chunk, itemsize):
     """Memory fields of a layer by shifted views: forward, and its input gradient, the same
     function on gy with the flipped kernel (C and O swapped) and the gradient's pads."""
     O, C, KH, KW = W_shape
-    gy_shape = (x_shape[0], O, *conv.conv2d_shapes(x_shape, W_shape, None, (1, 1), pad))
     forward = shifted.shifted_conv_buffers(x_shape, W_shape, pad, chunk=chunk)
     backward = shifted.shifted_conv_buffers(gy_shape, (C, O, KH, KW),
                                             winograd.gradient_pad(pad, (KH, KW)), chunk=chunk)
